@@ -1,0 +1,51 @@
+# The two commands README.md gives: `make main` (the main job on the shipped data) and `make test`.
+# Both create .venv and install everything on a fresh machine; nothing needs installing by hand.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA ?= ../shared/data
+MAIN_OUT ?= runs/main
+# torch==2.13.0 comes from the machine's local CPU wheel folder; any other spec pulls CUDA packages
+WHEELS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check $(WHEELS)
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export MPLBACKEND := Agg
+
+.PHONY: install main test sync nbtest pytest bench clean
+
+$(STAMP): settings.ini setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[dev]"
+	$(BIN)/python -c "import nbdev, mixexperts; print('installed mixexperts', mixexperts.__version__, 'with nbdev', nbdev.__version__)"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+main: install
+	mkdir -p $(MAIN_OUT)
+	$(BIN)/mixexperts results summary $(DATA)/lm_eval/mmlu | tee $(MAIN_OUT)/mmlu_summary.txt
+	$(BIN)/mixexperts results summary $(DATA)/lm_eval/mmlu --json > $(MAIN_OUT)/mmlu_summary.json
+	$(BIN)/mixexperts results labels $(DATA)/lm_eval/mmlu -o $(MAIN_OUT)/mmlu_labels.jsonl --force
+	@echo "main job outputs in $(MAIN_OUT)/"
+
+sync: install
+	$(BIN)/python tools/check_sync.py
+
+nbtest: install
+	$(BIN)/nbdev_test --n_workers 2
+
+pytest: install
+	$(BIN)/python -m pytest -q tests
+
+test: sync nbtest pytest
+
+bench: install
+	$(BIN)/python benchmarks/results_load.py
+
+clean:
+	rm -rf $(VENV) runs _docs _proc
