@@ -45,8 +45,9 @@ pytest: install
 
 test: sync nbtest pytest
 
+# every benchmark, one after the other (each prints its baseline and ends with one JSON line)
 bench: install
-	$(BIN)/python benchmarks/results_load.py
+	set -e; for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean:
 	rm -rf $(VENV) runs _docs _proc

@@ -1,0 +1,61 @@
+"""Log-likelihood scoring of MMLU questions with SmolLM2 on CPU: mixexperts' HFBackend vs lm-eval's own `hf` model.
+
+Both score the same (context, continuation) requests — lm-eval's 0-shot MMLU prompt with continuations " A".." D" —
+on the same cached SmolLM2 weights, fp32, the same batch size, after one warm-up call each; best of `--reps` runs.
+Usage: python benchmarks/loglik_vs_lmeval.py [--n 200] [--batch-size 16] [--reps 2]
+The last line is one JSON object: ratio (lm-eval seconds / ours), agreement, n_questions, ...
+"""
+import argparse, json, os, time
+import numpy as np
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+from mixexperts.core import data_path
+from mixexperts.results import load_results
+from mixexperts.backends import HFBackend, mmlu_prompt, resolve_model
+
+
+def questions(n, seed):
+    rm = load_results(data_path('lm_eval', 'mmlu'), models=['Qwen__Qwen3-4B'], progress=False)
+    pick = np.random.default_rng(seed).choice(rm.n_questions, size=n, replace=False)
+    return rm.questions.iloc[np.sort(pick)]
+
+
+def timed(fn, reqs, reps):
+    fn(reqs[:4])  # warm-up
+    best, out = float('inf'), None
+    for _ in range(reps):
+        t = time.perf_counter(); out = fn(reqs); best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--n', type=int, default=200); ap.add_argument('--batch-size', type=int, default=16)
+    ap.add_argument('--reps', type=int, default=2); ap.add_argument('--seed', type=int, default=0)
+    a = ap.parse_args()
+    q = questions(a.n, a.seed)
+    reqs = [(mmlu_prompt(r.question, r.choices, r.subject), f' {L}') for r in q.itertuples() for L in 'ABCD'[:r.n_choices]]
+
+    ours = HFBackend('smollm2-135m-instruct', batch_size=a.batch_size)
+    t_ours, res_ours = timed(ours.loglikelihood, reqs, a.reps)
+
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.api.instance import Instance
+    lm = HFLM(pretrained=str(resolve_model('smollm2-135m-instruct')), device='cpu', batch_size=a.batch_size, dtype='float32')
+    inst = lambda rs: [Instance(request_type='loglikelihood', doc={}, arguments=r, idx=i) for i, r in enumerate(rs)]
+    t_lm, res_lm = timed(lambda rs: lm.loglikelihood(inst(rs), disable_tqdm=True), reqs, a.reps)
+
+    ll_ours = np.array([x[0] for x in res_ours]).reshape(len(q), 4)
+    ll_lm = np.array([x[0] for x in res_lm]).reshape(len(q), 4)
+    agree = float((ll_ours.argmax(1) == ll_lm.argmax(1)).mean())
+    gold = q['gold'].to_numpy()
+    out = dict(n_questions=len(q), n_requests=len(reqs), ours_seconds=round(t_ours, 3), lmeval_seconds=round(t_lm, 3),
+               ratio=round(t_lm / t_ours, 2), agreement=agree, max_abs_loglik_diff=float(np.abs(ll_ours - ll_lm).max()),
+               accuracy_ours=float((ll_ours.argmax(1) == gold).mean()), accuracy_lmeval=float((ll_lm.argmax(1) == gold).mean()),
+               batch_size=a.batch_size, reps=a.reps, baseline='lm_eval.models.huggingface.HFLM', cpus=os.cpu_count())
+    print(f"ours {t_ours:.2f} s, lm-eval hf {t_lm:.2f} s -> {out['ratio']}x; same choice on {agree:.1%} of {len(q)} questions")
+    print(json.dumps(out))
+
+
+if __name__ == '__main__':
+    main()
