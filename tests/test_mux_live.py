@@ -1,0 +1,281 @@
+"""Live SLM-MUX: bad input, counted misses, refusal of a different config, and crash-and-resume with a real model."""
+import dataclasses, json, os, signal, subprocess, sys, time, warnings
+from pathlib import Path
+import numpy as np
+import pytest
+import yaml
+
+from mixexperts.backends import Backend, Completion
+from mixexperts.core import DataFormatError, MixExpertsError, OutputExistsError, write_json
+from mixexperts.voting import MuxSimulation, SampleSet
+from mixexperts.mux_live import (Item, MuxRun, MuxRunConfig, get_benchmark, load_backend, load_collected, parse_models,
+                                 read_config, records_to_sampleset, select_questions)
+
+SMOL = 'smollm2-135m-instruct'
+TINY = dict(benchmark='gsm8k', models=[SMOL], n_questions=3, k=2, max_tokens=6, temperature=0.7, tie_breaker='model_order',
+            batch_questions=2, sample='first', threads=1)
+
+
+@pytest.fixture(scope='module')
+def smol():
+    import torch
+    torch.set_num_threads(1)
+    return load_backend(parse_models([SMOL])[0])
+
+
+@pytest.fixture(scope='module')
+def done(smol, tmp_path_factory):
+    "A finished tiny run: 3 GSM8K questions in batches of 2, SmolLM2, k=2, 6 tokens per sample."
+    out = tmp_path_factory.mktemp('done')
+    run = MuxRun(MuxRunConfig.from_dict(TINY), out, backends={SMOL: smol})
+    return out, run.run(), run.n_generate_calls
+
+
+def copy_of(done, tmp_path):
+    import shutil
+    return Path(shutil.copytree(done[0], tmp_path / 'run'))
+
+
+def records(folder):
+    return [json.loads(l) for l in (Path(folder) / 'questions.jsonl').read_text().splitlines()]
+
+
+# --- config ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('change, msg', [
+    (dict(models=[SMOL, SMOL]), 'duplicate model names'),
+    (dict(models=[SMOL, {'name': SMOL, 'model': 'gemma3-270m'}]), 'duplicate model names'),
+    (dict(models=[]), 'at least one model'),
+    (dict(tie_breaker='validation_accuracy'), 'have zero validation questions'),
+    (dict(tie_breaker='subject_accuracy'), 'not available live'),
+    (dict(k=0), 'k must be an int >= 1'),
+    (dict(n_questions=0), 'n_questions must be an int >= 1'),
+    (dict(temperature=-1.0), 'temperature must be >= 0'),
+    (dict(confidence='logprob'), 'log-probabilities'),
+    (dict(confidence='psychic'), 'unknown confidence method'),
+    (dict(benchmark='gpqa'), 'unknown benchmark'),
+    (dict(models=[{'name': 'x', 'style': 'poem'}]), 'style must be one of'),
+])
+def test_bad_configs_are_refused(change, msg):
+    with pytest.raises(MixExpertsError, match=msg): MuxRunConfig.from_dict({**TINY, **change})
+
+
+def test_validation_accuracy_given_by_hand_or_measured():
+    given = [{'name': 'a', 'validation_accuracy': 0.4}, {'name': 'b', 'validation_accuracy': 0.6}]
+    cfg = MuxRunConfig.from_dict({**TINY, 'models': given, 'tie_breaker': 'validation_accuracy'})
+    assert MuxRun(cfg, '/nonexistent').validation_accuracy([]) == {'a': 0.4, 'b': 0.6}
+    with pytest.raises(MixExpertsError, match='give it for all or none'):
+        MuxRunConfig.from_dict({**TINY, 'models': [given[0], 'b']})
+    measured = MuxRun(MuxRunConfig.from_dict({**TINY, 'n_validation': 1, 'tie_breaker': 'validation_accuracy'}), '/nonexistent')
+    with pytest.raises(MixExpertsError, match='zero validation questions'): measured.validation_accuracy([{'split': 'test'}])
+
+
+def test_config_file_errors_name_the_file(tmp_path):
+    (tmp_path / 'bad.yaml').write_text('benchmark: mmlu\nmodels: [a]\nsamples_per_model: 3\n')
+    with pytest.raises(DataFormatError, match=r"bad.yaml: unknown config key\(s\) \['samples_per_model'\]"): read_config(tmp_path / 'bad.yaml')
+    (tmp_path / 'worse.yaml').write_text('benchmark: [unclosed\n')
+    with pytest.raises(DataFormatError, match='worse.yaml: not valid YAML'): read_config(tmp_path / 'worse.yaml')
+
+
+def test_too_many_questions():
+    with pytest.raises(MixExpertsError, match='the dataset has 10'): select_questions(10, 8, 3)
+
+
+# --- answers with nothing to extract are counted misses --------------------------------------------------------
+
+def test_empty_whitespace_and_unextractable_answers_are_misses(tmp_path):
+    cfg = MuxRunConfig.from_dict({**TINY, 'benchmark': 'gsm8k', 'models': [SMOL, 'other'], 'k': 3})
+    run = MuxRun(cfg, tmp_path)
+    item = Item('gsm8k:0', 0, 'How many?', '18')
+    comp = lambda texts: dict(prompt='p', style='chat', completions=[Completion(t, 5, 1) for t in texts],
+                              extracted=[get_benchmark('gsm8k').extract(item, t, 'chat') for t in texts])
+    rec = run._record(item, 'test', {SMOL: comp(['', '   ', 'I do not know.']), 'other': comp(['#### 18', '\n', 'no idea'])}, None)
+    assert rec['calls'][SMOL]['extracted'] == [None, None, None]
+    assert rec['model_scores'] == {SMOL: 0.0, 'other': pytest.approx(1 / 3)}  # denominator k: one answer of three
+    assert (rec['selected_model'], rec['final_answer'], rec['is_correct'], rec['all_agree']) == ('other', '18', True, False)
+    none = run._record(item, 'test', {SMOL: comp(['', ' ', '']), 'other': comp(['?', '', 'hmm'])}, None)
+    assert (none['final_answer'], none['is_correct'], none['all_agree']) == (None, False, False)
+
+
+def test_unextractable_real_answers_are_counted(done):
+    # six tokens per answer: SmolLM2 rarely reaches a number, and each such sample is a counted miss, not an error
+    out, s, n_calls = done
+    recs = records(out)
+    assert n_calls == 2 and [r['index'] for r in recs] == [0, 1, 2]
+    share = np.mean([a is None for r in recs for a in r['calls'][SMOL]['extracted']])
+    assert s['no_answer_rate'][SMOL] == pytest.approx(share) and share > 0
+    for r in recs:
+        none = [a is None for a in r['calls'][SMOL]['extracted']]
+        if all(none): assert (r['final_answer'], r['is_correct'], r['model_scores'][SMOL]) == (None, False, 0.0)
+
+
+# --- backends that return fewer samples than k -----------------------------------------------------------------
+
+class FirstOnly(Backend):
+    "A real model behind a server that ignores `n` (returns one completion per prompt)."
+    def __init__(self, inner): self.inner, self.name = inner, inner.name
+    def _generate(self, prompts, **kw): return [r[:1] for r in self.inner._generate(prompts, **kw)]
+
+
+def test_fewer_completions_than_k_is_an_error(tmp_path, smol):
+    cfg = MuxRunConfig.from_dict({**TINY, 'n_questions': 1, 'max_tokens': 2})
+    with pytest.raises(MixExpertsError, match=r'returned 1 completion\(s\) for .*k=2 were asked'):
+        MuxRun(cfg, tmp_path, backends={SMOL: FirstOnly(smol)}).run()
+
+
+# --- a different config in the folder --------------------------------------------------------------------------
+
+def test_other_config_refused_unless_force(done, tmp_path, smol):
+    out = copy_of(done, tmp_path)
+    before = (out / 'questions.jsonl').read_bytes()
+    other = dataclasses.replace(MuxRunConfig.from_dict(TINY), k=3, n_questions=1)
+    with pytest.raises(OutputExistsError, match=r'differs in: k, n_questions\).*--force'): MuxRun(other, out, backends={SMOL: smol}).run()
+    assert (out / 'questions.jsonl').read_bytes() == before  # untouched
+    s = MuxRun(other, out, backends={SMOL: smol}, force=True).run()
+    assert (s['n_resumed'], s['samples_per_model'], s['total_count']) == (0, 3, 1)
+    assert [len(r['calls'][SMOL]['responses']) for r in records(out)] == [3]
+    # threads only changes speed: a rerun with other threads resumes
+    again = MuxRun(dataclasses.replace(other, threads=None), out, backends={SMOL: smol})
+    assert again.run()['n_resumed'] == 1 and again.n_generate_calls == 0
+
+
+def test_stop_after_then_resume_gives_the_same_records(done, tmp_path, smol):
+    cfg = MuxRunConfig.from_dict(TINY)
+    assert MuxRun(cfg, tmp_path, backends={SMOL: smol}).run(stop_after=1) is None
+    assert len(records(tmp_path)) == 1  # the first batch of two is half written
+    rest = MuxRun(cfg, tmp_path, backends={SMOL: smol})
+    s = rest.run()
+    assert (s['n_resumed'], s['n_generated'], rest.n_generate_calls) == (1, 2, 2)  # the half-done batch is asked again, whole
+    assert (tmp_path / 'questions.jsonl').read_bytes() == (done[0] / 'questions.jsonl').read_bytes()
+
+
+def test_broken_record_in_the_middle_is_an_error(done, tmp_path):
+    out = copy_of(done, tmp_path)
+    cfg = MuxRunConfig.from_dict(TINY)
+    lines = (out / 'questions.jsonl').read_text().splitlines()
+    (out / 'questions.jsonl').write_text(lines[0][:50] + '\n' + lines[1] + '\n')
+    with pytest.raises(DataFormatError, match=r'questions.jsonl:1: not a valid record'): MuxRun(cfg, out).run()
+    (out / 'questions.jsonl').write_text(lines[1] + '\n' + lines[1] + '\n')
+    with pytest.raises(DataFormatError, match=r'questions.jsonl:2: a second record'): MuxRun(cfg, out).run()
+    (out / 'questions.jsonl').write_text(lines[0].replace('"gsm8k:0"', '"gsm8k:999"') + '\n')
+    with pytest.raises(DataFormatError, match='a question this config does not ask'): MuxRun(cfg, out).run()
+
+
+# --- the other confidence methods in a live run ----------------------------------------------------------------
+
+@pytest.mark.parametrize('confidence', ['embedding', 'verbalized'])
+def test_live_run_with_other_confidence_methods(tmp_path, smol, confidence):
+    cfg = MuxRunConfig.from_dict({**TINY, 'confidence': confidence, 'n_questions': 2, 'max_tokens': 8})
+    run = MuxRun(cfg, tmp_path, backends={SMOL: smol})
+    s = run.run()
+    assert s['confidence_method'] == confidence
+    for r in records(tmp_path):
+        sc = r['model_scores'][SMOL]
+        assert 0.0 <= sc <= 1.0
+        if confidence == 'verbalized':
+            v = r['calls'][SMOL]['verbalized']
+            answered = any(a is not None for a in r['calls'][SMOL]['extracted'])
+            assert sc == pytest.approx((v['confidence'] or 0.0) if answered else 0.0) and isinstance(v['reply'], str)
+        else:
+            assert sc * cfg.k == pytest.approx(round(sc * cfg.k))  # a cluster size over k
+    assert run.n_generate_calls == (2 if confidence == 'verbalized' else 1)
+
+
+# --- collected-sample files ------------------------------------------------------------------------------------
+
+def good_file(model='m', **row):
+    r = {'question': 'What is 3 + 4?', 'answer': '7',
+         'samples': [{'round': 0, 'model_response': '#### 7', 'extracted_answer': '7'}, {'round': 1, 'model_response': 'It is 8.'}]}
+    r.update(row)
+    return {'model': model, 'responses': [r]}
+
+
+@pytest.mark.parametrize('content, msg', [
+    ('not json', 'not valid JSON'),
+    ([1, 2], 'expected a JSON object'),
+    ({'responses': []}, "field 'model' is missing"),
+    ({'model': 'm'}, "field 'responses' \\(or 'results'\\) is missing"),
+    ({'model': 'm', 'responses': ['x']}, r'responses\[0\] is not an object'),
+    ({'model': 'm', 'responses': [{'answer': '7', 'samples': [{'extracted_answer': '7'}]}]}, r'responses\[0\]: no question field'),
+    ({'model': 'm', 'responses': [{'question': 'q', 'samples': [{'extracted_answer': '7'}]}]}, r'responses\[0\]: no reference answer field'),
+    (good_file(samples=[]), r'responses\[0\].samples is missing, empty'),
+    (good_file(samples=[{'round': 0}]), r"responses\[0\].samples\[0\] has neither 'extracted_answer'"),
+    (good_file(samples=[{'extracted_answer': ['7']}]), r'responses\[0\].samples\[0\].extracted_answer must be a string or null'),
+])
+def test_malformed_collected_files_name_file_and_field(tmp_path, content, msg):
+    p = tmp_path / 'model.json'
+    p.write_text(content if isinstance(content, str) else json.dumps(content))
+    with pytest.raises(DataFormatError, match='model.json.*' + msg): load_collected(tmp_path, kind='gsm_number')
+
+
+def test_collected_files_across_models(tmp_path):
+    write_json(good_file('a'), tmp_path / 'a.json')
+    write_json(good_file('a'), tmp_path / 'b.json')
+    with pytest.raises(DataFormatError, match="b.json: model 'a' also comes from"): load_collected(tmp_path, kind='gsm_number')
+    write_json(good_file('b', answer='8'), tmp_path / 'b.json', force=True)
+    with pytest.raises(DataFormatError, match='disagree on the reference answer'): load_collected(tmp_path, kind='gsm_number')
+    write_json(good_file('b'), tmp_path / 'b.json', force=True)
+    ss = load_collected(tmp_path, kind='gsm_number', models=['b', 'a'])
+    assert ss.models == ['b', 'a'] and ss.answers.tolist() == [[[0, 1], [0, 1]]] and ss.correct_table.tolist() == [[True, False]]
+    with pytest.raises(MixExpertsError, match='duplicate model names'): load_collected(tmp_path, kind='gsm_number', models=['a', 'a'])
+    with pytest.raises(MixExpertsError, match=r"no collected file for model\(s\) \['c'\]"): load_collected(tmp_path, kind='gsm_number', models=['c'])
+    # k larger than the samples collected
+    with pytest.raises(MixExpertsError, match='only 2 were collected'): MuxSimulation(ss, k=3, trials=1, tie_breaker='model_order')
+    two = good_file('b'); two['responses'][0]['samples'].append({'extracted_answer': '7'})
+    two['responses'].append(dict(two['responses'][0], question='What is 1 + 1?'))
+    write_json(two, tmp_path / 'b.json', force=True)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        ss = load_collected(tmp_path, kind='gsm_number')
+    msgs = [str(x.message) for x in w]
+    assert any('1 question(s) not answered by every model' in m for m in msgs) and any('using the first 2' in m for m in msgs)
+    assert ss.answers.shape == (1, 2, 2)
+
+
+# --- crash and resume: a real process killed with SIGKILL ------------------------------------------------------
+
+RUN = "import sys; from mixexperts.mux_live import run_cli; sys.exit(run_cli(sys.argv[1:]))"
+
+
+def start(cfg_path, out):
+    env = dict(os.environ, HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1')
+    return subprocess.Popen([sys.executable, '-c', RUN, 'mux', 'run', '--config', str(cfg_path), '--output', str(out), '--json'],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, smol):
+    cfg = {**TINY, 'n_questions': 4, 'batch_questions': 1}
+    (tmp_path / 'cfg.yaml').write_text(yaml.safe_dump(cfg))
+    want = MuxRun(MuxRunConfig.from_dict(cfg), tmp_path / 'whole', backends={SMOL: smol}).run()  # uninterrupted, in this process
+
+    victim = start(tmp_path / 'cfg.yaml', tmp_path / 'cut')
+    log = tmp_path / 'cut' / 'questions.jsonl'
+    deadline = time.time() + 300
+    while not (log.exists() and log.read_bytes().count(b'\n') >= 1):
+        assert victim.poll() is None, victim.communicate()[1]
+        assert time.time() < deadline
+        time.sleep(0.02)
+    assert victim.poll() is None  # still working when killed
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    n_left = log.read_bytes().count(b'\n')
+    assert 1 <= n_left < 4 and not (tmp_path / 'cut' / 'summary.json').exists()
+
+    again = start(tmp_path / 'cfg.yaml', tmp_path / 'cut')
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    got = json.loads(out)
+    assert got['n_resumed'] == n_left and got['n_generated'] == 4 - n_left
+    assert log.read_bytes() == (tmp_path / 'whole' / 'questions.jsonl').read_bytes()
+    drop = ('seconds', 'n_resumed', 'n_generated')
+    assert {k: v for k, v in got.items() if k not in drop} == {k: v for k, v in want.items() if k not in drop}
+    for f in ('summary.json', f'samples/{SMOL}.json'):
+        a, b = json.loads((tmp_path / 'cut' / f).read_text()), json.loads((tmp_path / 'whole' / f).read_text())
+        for d in (a, b):
+            for k in drop: d.pop(k, None)
+        assert a == b, f
+    # the samples round-trip into the offline simulator's SampleSet
+    ss = load_collected(tmp_path / 'cut' / 'samples')
+    direct = records_to_sampleset(records(tmp_path / 'cut'), MuxRunConfig.from_dict(cfg))
+    assert ss.answers.tolist() == direct.answers.tolist() and ss.correct_table.tolist() == direct.correct_table.tolist()
+    assert SampleSet.load(tmp_path / 'cut' / 'samples.npz').answers.tolist() == direct.answers.tolist()
