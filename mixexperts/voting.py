@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_voting.ipynb #e0f89bd2
 from __future__ import annotations
-import argparse, copy, itertools, json, math, sys, time, zipfile
+import argparse, copy, importlib, itertools, json, math, sys, time, zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +15,11 @@ from .extract import get_extractor
 from .results import ResultsMatrix, load_results
 
 # %% auto #0
-__all__ = ['CONFIDENCE', 'TIE_BREAKERS', 'Tally', 'tally', 'register_confidence', 'Confidence', 'get_confidence', 'Consistency',
-           'LogprobConfidence', 'aggregate_logprobs', 'quantise', 'select_model', 'mux_answer', 'ChoiceSource',
-           'SampleSet', 'encode_answers', 'mux_one', 'split_validation', 'tie_priority', 'MuxSimulation', 'SubsetBits',
-           'SubsetResult', 'search_subsets', 'mux_table', 'plot_mux_table', 'mux_summary', 'cmd_mux_simulate',
-           'cmd_mux_search', 'add_mux_commands']
+__all__ = ['CONFIDENCE', 'LAZY_CONFIDENCE', 'TIE_BREAKERS', 'Tally', 'tally', 'register_confidence', 'Confidence',
+           'get_confidence', 'Consistency', 'LogprobConfidence', 'aggregate_logprobs', 'quantise', 'select_model',
+           'mux_answer', 'ChoiceSource', 'SampleSet', 'encode_answers', 'mux_one', 'split_validation', 'tie_priority',
+           'MuxSimulation', 'SubsetBits', 'SubsetResult', 'search_subsets', 'mux_table', 'plot_mux_table',
+           'mux_summary', 'cmd_mux_simulate', 'cmd_mux_search', 'add_mux_commands']
 
 # %% ../nbs/05_voting.ipynb #eea23a11
 @dataclass
@@ -80,6 +80,7 @@ def tally(samples, # int answer ids [..., M, k]; -1 = no answer
 
 # %% ../nbs/05_voting.ipynb #ebf3e906
 CONFIDENCE: dict = {}
+LAZY_CONFIDENCE = {'embedding': 'mixexperts.mux_live', 'verbalized': 'mixexperts.mux_live'}  # registered on first use
 
 def register_confidence(name:str):
     "Class decorator: make a `Confidence` subclass available under `name`."
@@ -100,7 +101,8 @@ class Confidence:
 def get_confidence(name, **options) -> Confidence:
     "Build the confidence method registered under `name`."
     if isinstance(name, Confidence): return name
-    if name not in CONFIDENCE: raise MixExpertsError(f"unknown confidence method {name!r}; registered: {sorted(CONFIDENCE)}")
+    if name not in CONFIDENCE and name in LAZY_CONFIDENCE: importlib.import_module(LAZY_CONFIDENCE[name])
+    if name not in CONFIDENCE: raise MixExpertsError(f"unknown confidence method {name!r}; registered: {sorted(set(CONFIDENCE) | set(LAZY_CONFIDENCE))}")
     return CONFIDENCE[name](**options)
 
 @register_confidence('consistency')
@@ -838,7 +840,7 @@ def _add_sim_args(p):
     p.add_argument('--k', type=int, default=5, help='samples per model per question')
     p.add_argument('--trials', type=int, default=10, help='independent repetitions')
     p.add_argument('--seed', type=int, default=0, help='the one seed of the run')
-    p.add_argument('--confidence', default='consistency', choices=sorted(CONFIDENCE), help='confidence method')
+    p.add_argument('--confidence', default='consistency', choices=sorted(set(CONFIDENCE) | set(LAZY_CONFIDENCE)), help='confidence method')
     p.add_argument('--denominator', default='k', choices=('k', 'nonempty'), help="consistency share over k (paper) or non-empty votes (reference)")
     p.add_argument('--tie-breaker', default='validation_accuracy', choices=TIE_BREAKERS, help='tie-break among equally confident models')
     p.add_argument('--validation', type=float, default=0.5, help='share of questions in the validation half')
