@@ -144,17 +144,25 @@ def build_table(models:list, adapters:list|None=None, dtype:str='float32', devic
 def cmd_serve(a):
     "Serve models over HTTP until interrupted."
     import uvicorn
-    if not a.model: raise MixExpertsError(f"name at least one --model (registry names: {', '.join(LOCAL_MODELS)})")
+    if not a.model and not a.router:
+        raise MixExpertsError(f"name at least one --model or --router (registry names: {', '.join(LOCAL_MODELS)})")
     table = build_table(a.model, a.adapter, a.dtype, a.device)
+    if a.router:
+        from .routing import add_routers  # here: routing builds on the backends, not the other way round
+        add_routers(table, a.router, a.route_model, a.dtype, a.device)
     print(f"serving {list(table.entries)} on http://{a.host}:{a.port}/v1", flush=True)
     uvicorn.run(create_app(table), host=a.host, port=a.port, log_level=a.log_level)
 
 def add_serve_commands(sub):
     "Register `serve`."
-    p = sub.add_parser('serve', help='OpenAI-compatible HTTP server for local models')
+    p = sub.add_parser('serve', help='OpenAI-compatible HTTP server for local models and saved routers')
     p.add_argument('--model', action='append', default=[], metavar='NAME[=PATH]', help='a registry name, or NAME=folder (repeatable)')
     p.add_argument('--adapter', action='append', default=[], metavar='NAME=PATH', help='serve a LoRA adapter of the first model as NAME')
     p.add_argument('--host', default='127.0.0.1'); p.add_argument('--port', type=int, default=8000)
     p.add_argument('--dtype', default='float32'); p.add_argument('--device', default=None)
+    p.add_argument('--router', action='append', default=[], metavar='NAME=FOLDER',
+                   help='serve a saved router (mixexperts route train) as the model NAME (repeatable)')
+    p.add_argument('--route-model', action='append', default=[], metavar='ID=PATH',
+                   help="the model to load for a router's model id (registry name or folder; repeatable)")
     p.add_argument('--log-level', default='warning')
     p.set_defaults(func=cmd_serve)

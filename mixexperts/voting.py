@@ -859,11 +859,11 @@ def add_mux_commands(sub, # the `add_subparsers()` object of the main parser
                      load_args=None, # adds the results-loading options to a parser (default: the `results` commands')
                      load=None, # turns parsed options into a ResultsMatrix (default: the `results` commands')
                     ):
-    "Register `mux simulate|search`."
+    "Register `mux simulate|search|run`."
     if load_args is None or load is None:
         from mixexperts import cli  # here, not at import time: cli imports this module to register the group
         load_args, load = load_args or cli._add_load_args, load or cli._load
-    p = sub.add_parser('mux', help='SLM-MUX offline: simulate, search model subsets')
+    p = sub.add_parser('mux', help='SLM-MUX: offline simulate and subset search, live run')
     ms = p.add_subparsers(dest='action', required=True, metavar='ACTION')
     s = ms.add_parser('simulate', help='MUX and baselines on the test half, from lm-eval outputs or collected samples')
     load_args(s); _add_sim_args(s); _add_search_args(s)
@@ -872,3 +872,5 @@ def add_mux_commands(sub, # the `add_subparsers()` object of the main parser
     q = ms.add_parser('search', help='best model subsets on the validation half, scored on test')
     load_args(q); _add_sim_args(q); _add_search_args(q)
     q.set_defaults(func=lambda a: cmd_mux_search(a, load))
+    from .mux_live import register_mux_run  # here: mux_live builds on this module
+    register_mux_run(ms)

@@ -68,3 +68,9 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path):
 def test_version_and_help():
     assert mx('--version').stdout.startswith('mixexperts ')
     assert 'summary' in mx('results', '--help').stdout
+    assert all(a in mx('mux', '--help').stdout for a in ('simulate', 'search', 'run'))
+
+
+def test_mux_run_missing_config_names_the_file(tmp_path):
+    r = mx('mux', 'run', '--config', tmp_path / 'nope.yaml', check=False)
+    assert r.returncode == 2 and 'nope.yaml' in r.stderr and 'Traceback' not in r.stderr

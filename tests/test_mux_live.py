@@ -234,12 +234,12 @@ def test_collected_files_across_models(tmp_path):
 
 # --- crash and resume: a real process killed with SIGKILL ------------------------------------------------------
 
-RUN = "import sys; from mixexperts.mux_live import run_cli; sys.exit(run_cli(sys.argv[1:]))"
+EXE = str(Path(sys.executable).parent / 'mixexperts')  # the console script, as a user runs it
 
 
 def start(cfg_path, out):
     env = dict(os.environ, HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1')
-    return subprocess.Popen([sys.executable, '-c', RUN, 'mux', 'run', '--config', str(cfg_path), '--output', str(out), '--json'],
+    return subprocess.Popen([EXE, 'mux', 'run', '--config', str(cfg_path), '--output', str(out), '--json'],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 

@@ -141,3 +141,54 @@ def test_client_errors_are_not_retried(flaky):
     with pytest.raises(MixExpertsError, match=r'refused the request .*HTTP 400.*scripted 400'):
         b.generate([[{'role': 'user', 'content': 'x'}]])
     assert _Flaky.seen == [400]
+
+
+# --- a saved router served as a model: `serve --router NAME=FOLDER --route-model ID=PATH` ----------------------------
+
+ROUTED = ['Qwen__Qwen2.5-7B-Instruct', 'google__gemma-2-9b-it']
+
+
+@pytest.fixture(scope='module')
+def router_server(tmp_path_factory):
+    import numpy as np
+    from mixexperts.core import data_path
+    from mixexperts.results import load_results
+    from mixexperts.routing import get_router
+    rm = load_results(data_path('lm_eval', 'mmlu'), progress=False, models=ROUTED)
+    rows = np.flatnonzero(rm.questions['subject'].isin(['virology', 'marketing']).to_numpy())[:60]
+    folder = get_router('knn', k=5, tau=0.0).fit(rm.subset(rows)).save(tmp_path_factory.mktemp('router') / 'mom')
+    port = free_port()
+    proc = subprocess.Popen([EXE, 'serve', '--model', MODEL, '--router', f'mom={folder}',
+                             *[x for m in ROUTED for x in ('--route-model', f'{m}={MODEL}')], '--port', str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    client = openai.OpenAI(base_url=f'http://127.0.0.1:{port}/v1', api_key='none', max_retries=0, timeout=120)
+    deadline = time.time() + 240
+    while True:
+        try: client.models.list(); break
+        except openai.APIConnectionError:
+            if proc.poll() is not None: raise RuntimeError(f'server exited: {proc.stdout.read()}')
+            if time.time() > deadline: proc.kill(); raise RuntimeError('server did not start in 240 s')
+            time.sleep(0.5)
+    yield client
+    proc.terminate()
+    try: proc.wait(timeout=20)
+    except subprocess.TimeoutExpired: proc.kill()
+
+
+def test_router_served_next_to_its_model(router_server):
+    assert [m.id for m in router_server.models.list().data] == [MODEL, 'mom']
+    msgs = [{'role': 'user', 'content': 'Which virus family does influenza belong to?'}]
+    via_router = router_server.chat.completions.create(model='mom', messages=msgs, max_tokens=12, temperature=0)
+    direct = router_server.chat.completions.create(model=MODEL, messages=msgs, max_tokens=12, temperature=0)
+    # both router choices are mapped to the one loaded SmolLM2, so the routed answer is its greedy answer
+    assert via_router.choices[0].message.content == direct.choices[0].message.content != ''
+    assert via_router.usage.completion_tokens == direct.usage.completion_tokens
+
+
+def test_serve_router_errors(tmp_path):
+    r = subprocess.run([EXE, 'serve', '--router', 'nofolder'], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and 'NAME=ROUTER_FOLDER' in r.stderr
+    r = subprocess.run([EXE, 'serve', '--router', f'x={tmp_path}'], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr
+    r = subprocess.run([EXE, 'serve'], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and '--router' in r.stderr

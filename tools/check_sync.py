@@ -19,7 +19,7 @@ def snapshot():
 
 def main():
     before = snapshot()
-    for cmd in (['nbdev_export'], ['nbdev_clean'], *([['nbdev_clean', '--path', 'papers']] if (ROOT / 'papers').exists() and any((ROOT / 'papers').glob('*.ipynb')) else [])):
+    for cmd in (['nbdev_export'], ['nbdev_clean'], *([['nbdev_clean', '--fname', 'papers']] if (ROOT / 'papers').exists() and any((ROOT / 'papers').glob('*.ipynb')) else [])):
         subprocess.run([str(BIN / cmd[0]), *cmd[1:]], cwd=ROOT, check=True)
     after = snapshot()
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
