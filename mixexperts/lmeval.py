@@ -22,9 +22,16 @@ class MixExpertsLM(LM):
     "Any mixexperts backend (or router / ensemble with the same methods) as an lm-eval model."
     def __init__(self, backend=None, # a Backend-like object; built from `model` when None
                  model:str='smollm2-135m-instruct', # registry name or folder, for an HFBackend
-                 batch_size:int|str=16, max_gen_toks:int=256, device:str|None=None, dtype:str='float32', **kw):
+                 batch_size:int|str=16, max_gen_toks:int=256, device:str|None=None, dtype:str='float32',
+                 router:str|None=None, # a saved router folder: evaluate the route-then-answer pipeline instead
+                 route_models:str|None=None, # 'ID:PATH;ID:PATH': what to load for the router's model ids
+                 **kw):
         super().__init__()
         bs = int(batch_size) if str(batch_size).isdigit() else 16  # lm-eval's 'auto' means our default
+        if backend is None and router is not None:
+            from .routing import load_routed_backend  # here: routing imports the backends, not the other way round
+            pairs = [p.strip().replace(':', '=', 1) for p in str(route_models or '').split(';') if p.strip()]
+            backend = load_routed_backend(router, pairs, dtype, device)
         self.backend = backend if backend is not None else HFBackend(model, batch_size=bs, device=device, dtype=dtype)
         self.max_gen_toks = int(max_gen_toks)
 
