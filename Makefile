@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= ../shared/data
 MAIN_OUT ?= runs/main
+REPRO_OUT ?= runs/reproduce
+PROFILE ?= cpu
 # torch==2.13.0 comes from the machine's local CPU wheel folder; any other spec pulls CUDA packages
 WHEELS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check $(WHEELS)
@@ -15,7 +17,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install main test sync nbtest pytest bench clean
+.PHONY: install main test sync nbtest pytest bench clean reproduce docs chromium
 
 $(STAMP): settings.ini setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +34,22 @@ main: install
 	$(BIN)/mixexperts results summary $(DATA)/lm_eval/mmlu | tee $(MAIN_OUT)/mmlu_summary.txt
 	$(BIN)/mixexperts results summary $(DATA)/lm_eval/mmlu --json > $(MAIN_OUT)/mmlu_summary.json
 	$(BIN)/mixexperts results labels $(DATA)/lm_eval/mmlu -o $(MAIN_OUT)/mmlu_labels.jsonl --force
-	@echo "main job outputs in $(MAIN_OUT)/"
+	$(BIN)/mixexperts reproduce all --profile $(PROFILE) -o $(REPRO_OUT) --force
+	@echo "main job outputs in $(MAIN_OUT)/ and $(REPRO_OUT)/ (summary.md, summary.json, one folder per paper)"
+
+# the paper notebooks alone (papermill); PROFILE=smoke for the CI-sized run
+reproduce: install
+	$(BIN)/mixexperts reproduce all --profile $(PROFILE) -o $(REPRO_OUT) --force
+
+# the docs site in _docs/, with the executed papers of $(REPRO_OUT) when that run exists
+docs: install
+	$(BIN)/python tools/build_docs.py -o _docs $(if $(wildcard $(REPRO_OUT)),--papers-run $(REPRO_OUT),)
+
+# headless Chromium for the docs browser test (Debian package; needs root, as on the CI machines)
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "warning: could not install chromium; tests/test_docs.py will skip its browser checks"
 
 sync: install
 	$(BIN)/python tools/check_sync.py
@@ -43,7 +60,7 @@ nbtest: install
 pytest: install
 	$(BIN)/python -m pytest -q tests
 
-test: sync nbtest pytest
+test: chromium sync nbtest pytest
 
 # every benchmark, one after the other (each prints its baseline and ends with one JSON line)
 bench: install

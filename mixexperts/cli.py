@@ -94,6 +94,8 @@ COMMAND_GROUPS = {
     'mux': ('mixexperts.voting:add_mux_commands', 'SLM-MUX voting: offline simulation and model-subset search'),
     'merge': ('mixexperts.merging:add_merge_commands', 'merge checkpoints or LoRA adapters from a mergekit-style YAML'),
     'route': ('mixexperts.routing:add_route_commands', 'routers (MoM, Bench-CoE, zoo): train, eval, predict'),
+    'search': ('mixexperts.search:add_search_commands', 'population search over LoRA experts: swarm, bwr'),
+    'reproduce': ('mixexperts.reproduce:add_reproduce_commands', 'run the paper notebooks (papermill) and collect a summary'),
 }
 
 def register_group(name:str, target:str, help:str):
