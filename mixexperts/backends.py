@@ -202,6 +202,7 @@ class HFBackend(Backend):
                  batch_size:int=16, # prompts (generate) or contexts (loglikelihood) per forward pass
                  max_length:int|None=None, # context window; default: the model's, capped at 4096
                  add_bos:bool|None=None, # prepend BOS to raw prompts; default from the registry
+                 pad_budget:float|str|None='auto', # scoring: split a batch rather than pad more than this share of its tokens; 'auto': 0.1 on CPU, off on GPU
                  trust_remote_code:bool=False):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -217,6 +218,7 @@ class HFBackend(Backend):
         spec = LOCAL_MODELS.get(model)
         self.add_bos = add_bos if add_bos is not None else (spec.add_bos if spec else False)
         self.batch_size = batch_size
+        self.pad_budget = (0.1 if self.device == 'cpu' else None) if pad_budget == 'auto' else pad_budget
         ctx = getattr(self.model.config, 'max_position_embeddings', None) or 2048
         self.max_length = max_length or min(ctx, 4096)
         self.adapters, self._active = {}, None
@@ -348,16 +350,27 @@ def _common_prefix(seqs:list) -> int:
         if any(s[i] != t for s in seqs): return i
     return n
 
-def _prefix_batches(ctxs:list, size:int, key_len:int=8) -> list:
+def _prefix_batches(ctxs:list, size:int, key_len:int=8, pad_budget:float|None=None) -> list:
     "Index batches that keep contexts with the same first tokens together (longest first within a group)."
     order = sorted(range(len(ctxs)), key=lambda i: (tuple(ctxs[i][:key_len]), -len(ctxs[i])))
-    return [order[i:i + size] for i in range(0, len(order), size)]
+    if pad_budget is None: return [order[i:i + size] for i in range(0, len(order), size)]
+    return _split_padded(order, [len(c) for c in ctxs], size, pad_budget)
+
+def _split_padded(order:list, lengths:list, size:int, pad_budget:float) -> list:
+    "Cut `order` (longest first) into batches of at most `size` whose padding stays within `pad_budget` × their real tokens."
+    out, cur, top, real = [], [], 0, 0
+    for i in order:
+        n = lengths[i]
+        if cur and (len(cur) == size or max(top, n) * (len(cur) + 1) > (1 + pad_budget) * (real + n)):
+            out.append(cur); cur, top, real = [], 0, 0
+        cur.append(i); top, real = max(top, n), real + n
+    return out + [cur] if cur else out
 
 def _score_single(self:HFBackend, groups:dict, out:list, min_shared:int=4):
     "Last-position log-probabilities of one-token continuations, a batch's common prefix computed once; fills `out`."
     torch = self.torch
     ctxs = list(groups)
-    for batch in _prefix_batches(ctxs, self.batch_size):
+    for batch in _prefix_batches(ctxs, self.batch_size, pad_budget=self.pad_budget):
         seqs = [list(ctxs[i]) for i in batch]
         shared = min(_common_prefix(seqs), min(len(s) for s in seqs) - 1) if len(seqs) > 1 else 0
         with torch.inference_mode():
