@@ -29,7 +29,7 @@ class MixExpertsLM(LM):
         super().__init__()
         bs = int(batch_size) if str(batch_size).isdigit() else 16  # lm-eval's 'auto' means our default
         if backend is None and router is not None:
-            from .routing import load_routed_backend  # here: routing imports the backends, not the other way round
+            from mixexperts.routing import load_routed_backend  # here: routing imports the backends, not the other way round
             pairs = [p.strip().replace(':', '=', 1) for p in str(route_models or '').split(';') if p.strip()]
             backend = load_routed_backend(router, pairs, dtype, device)
         self.backend = backend if backend is not None else HFBackend(model, batch_size=bs, device=device, dtype=dtype)

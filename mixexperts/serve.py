@@ -148,7 +148,7 @@ def cmd_serve(a):
         raise MixExpertsError(f"name at least one --model or --router (registry names: {', '.join(LOCAL_MODELS)})")
     table = build_table(a.model, a.adapter, a.dtype, a.device)
     if a.router:
-        from .routing import add_routers  # here: routing builds on the backends, not the other way round
+        from mixexperts.routing import add_routers  # here: routing builds on the backends, not the other way round
         add_routers(table, a.router, a.route_model, a.dtype, a.device)
     print(f"serving {list(table.entries)} on http://{a.host}:{a.port}/v1", flush=True)
     uvicorn.run(create_app(table), host=a.host, port=a.port, log_level=a.log_level)

@@ -872,5 +872,5 @@ def add_mux_commands(sub, # the `add_subparsers()` object of the main parser
     q = ms.add_parser('search', help='best model subsets on the validation half, scored on test')
     load_args(q); _add_sim_args(q); _add_search_args(q)
     q.set_defaults(func=lambda a: cmd_mux_search(a, load))
-    from .mux_live import register_mux_run  # here: mux_live builds on this module
+    from mixexperts.mux_live import register_mux_run  # here: mux_live builds on this module
     register_mux_run(ms)
