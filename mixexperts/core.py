@@ -11,7 +11,7 @@ import numpy as np
 # %% auto #0
 __all__ = ['DATA_ENV', 'CACHE_ENV', 'MixExpertsError', 'DataFormatError', 'DataNotFoundError', 'OutputExistsError', 'DataWarning',
            'find_data_root', 'data_path', 'cache_dir', 'seed_everything', 'as_rng', 'check_writable', 'atomic_path',
-           'atomic_write', 'write_json', 'read_json', 'sha256_file']
+           'atomic_write', 'write_json', 'read_json', 'sha256_file', 'read_config']
 
 # %% ../nbs/00_core.ipynb #060421f6
 class MixExpertsError(Exception):
@@ -153,3 +153,22 @@ def sha256_file(path, chunk:int=1<<20) -> str:
     with open(path, 'rb') as f:
         while (b := f.read(chunk)): h.update(b)
     return h.hexdigest()
+
+# %% ../nbs/00_core.ipynb #973be36b
+def read_config(config, # a .yaml/.yml/.json file, YAML text or a dict
+                known, # the keys a config may hold
+                what:str='a config is a mapping', # the error when the config is not a mapping
+               ) -> tuple:
+    "(config dict, folder its relative paths resolve from or None), unknown keys refused."
+    import yaml
+    root, where = None, None
+    if isinstance(config, (str, Path)) and Path(config).suffix in ('.yml', '.yaml', '.json'):
+        if not Path(config).exists(): raise DataNotFoundError(f"{config} does not exist")
+        root, where, config = Path(config).resolve().parent, config, Path(config).read_text(encoding='utf-8')
+    if isinstance(config, str):
+        try: config = yaml.safe_load(config)
+        except yaml.YAMLError as e: raise DataFormatError(f"not valid YAML: {' '.join(str(e).split())}", where) from None
+    if not isinstance(config, dict): raise MixExpertsError(what)
+    unknown = [k for k in config if k not in known]
+    if unknown: raise MixExpertsError(f"config key {unknown[0]!r} is not supported; known: {', '.join(known)}")
+    return config, root

@@ -1085,17 +1085,7 @@ MERGE_CONFIG_KEYS = ('merge_method', 'models', 'base_model', 'parameters', 'dtyp
 
 def load_merge_config(config) -> tuple[dict, Path|None]:
     "A merge config (YAML file, YAML text or dict), checked; and the folder relative paths resolve from."
-    import yaml
-    root, where = None, None
-    if isinstance(config, (str, Path)) and Path(config).suffix in ('.yml', '.yaml'):
-        if not Path(config).exists(): raise DataNotFoundError(f"{config} does not exist")
-        root, where, config = Path(config).resolve().parent, config, Path(config).read_text(encoding='utf-8')
-    if isinstance(config, str):
-        try: config = yaml.safe_load(config)
-        except yaml.YAMLError as e: raise DataFormatError(f"not valid YAML: {' '.join(str(e).split())}", where) from None
-    if not isinstance(config, dict): raise MixExpertsError("a merge config is a mapping with merge_method and models")
-    unknown = [k for k in config if k not in MERGE_CONFIG_KEYS]
-    if unknown: raise MixExpertsError(f"config key {unknown[0]!r} is not supported; known: {', '.join(MERGE_CONFIG_KEYS)}")
+    config, root = read_config(config, MERGE_CONFIG_KEYS, "a merge config is a mapping with merge_method and models")
     if 'merge_method' not in config: raise MixExpertsError("the config has no merge_method")
     models = config.get('models')
     if not isinstance(models, list) or not models: raise MixExpertsError("the config lists no models (models: [- model: PATH ...])")

@@ -557,19 +557,9 @@ SEARCH_CONFIG_KEYS = dict(rule=None, experts=None, expert_settings=None, base=No
                           max_iterations=10, patience=10, seed=42, workers=1, batch_size=16, params={}, drop_k=0.0,
                           drop_n=0.0, top_k=10, name=None)
 
-def load_search_config(config) -> tuple:
-    "A search config (YAML file, YAML text or dict) with defaults filled in, checked; and the folder paths resolve from."
-    import yaml
-    root, where = None, None
-    if isinstance(config, (str, Path)) and Path(config).suffix in ('.yml', '.yaml', '.json'):
-        if not Path(config).exists(): raise DataNotFoundError(f"{config} does not exist")
-        root, where, config = Path(config).resolve().parent, config, Path(config).read_text(encoding='utf-8')
-    if isinstance(config, str):
-        try: config = yaml.safe_load(config)
-        except yaml.YAMLError as e: raise DataFormatError(f"not valid YAML: {' '.join(str(e).split())}", where) from None
-    if not isinstance(config, dict): raise MixExpertsError("a search config is a mapping with experts and utility")
-    unknown = [k for k in config if k not in SEARCH_CONFIG_KEYS]
-    if unknown: raise MixExpertsError(f"config key {unknown[0]!r} is not supported; known: {', '.join(SEARCH_CONFIG_KEYS)}")
+def load_search_config(config) -> dict:
+    "A search config (YAML file, YAML text or dict) with defaults filled in and checked; expert paths resolved from the file's folder."
+    config, root = read_config(config, tuple(SEARCH_CONFIG_KEYS), "a search config is a mapping with experts and utility")
     cfg = {**SEARCH_CONFIG_KEYS, **config}
     for k in ('experts', 'utility'):
         if not cfg[k]: raise MixExpertsError(f"the config has no {k}")
