@@ -5,9 +5,10 @@
 # %% auto #0
 __all__ = ['STREAMS', 'UPDATE_RULES', 'UTILITIES', 'SEARCH_CONFIG_KEYS', 'load_experts', 'draw_rng', 'populate', 'SearchState',
            'register_rule', 'get_rule', 'UpdateRule', 'SwarmPSO', 'BWR', 'RandomSearch', 'register_utility', 'Utility',
-           'make_utility', 'SwarmsUtility', 'MCAccuracy', 'em_normalize', 'ExactMatch', 'MultiTask', 'Distance',
-           'AdapterSlot', 'digest', 'Evaluator', 'save_checkpoint', 'load_checkpoint', 'load_search_config', 'Search',
-           'plot_utilities', 'run_search', 'cmd_search', 'add_search_commands']
+           'make_utility', 'SwarmsUtility', 'MCAccuracy', 'parse_mc_output', 'em_normalize', 'ExactMatch', 'MultiTask',
+           'Distance', 'AbstainQA', 'reward_score', 'RewardModel', 'AdapterSlot', 'digest', 'Evaluator',
+           'save_checkpoint', 'load_checkpoint', 'load_search_config', 'Search', 'plot_utilities', 'run_search',
+           'cmd_search', 'add_search_commands']
 
 # %% ../nbs/07_search.ipynb #64225b4c
 import hashlib, json, math, os, shutil, time
@@ -309,7 +310,7 @@ class Utility:
         return its
 
 def make_utility(spec:dict) -> Utility:
-    "A utility from its config: {name: mc_accuracy|exact_match|multitask|distance, ...}."
+    "A utility from its config: {name: mc_accuracy|abstain_qa|exact_match|reward_model|multitask|distance, ...}."
     spec = dict(spec or {})
     name = spec.get('name', 'mc_accuracy')
     if name not in UTILITIES: raise MixExpertsError(f"unknown utility {name!r}; known: {', '.join(UTILITIES)}")
@@ -330,16 +331,50 @@ class SwarmsUtility(Utility):
 
 @register_utility
 class MCAccuracy(SwarmsUtility):
-    "Multiple-choice accuracy by option log-likelihood after Model Swarms' prompt."
+    "Multiple-choice accuracy after Model Swarms' prompt: option log-likelihood (default) or generate-and-parse."
     name = 'mc_accuracy'
-    def score(self, slot, split:str) -> tuple:
+    def __init__(self, spec:dict):
+        super().__init__(spec)
+        self.scoring = spec.get('scoring', 'loglik')
+        if self.scoring not in ('loglik', 'generate'):
+            raise MixExpertsError(f"utility {self.name!r}: scoring must be 'loglik' or 'generate', got {self.scoring!r}")
+        self.max_tokens = int(spec.get('max_tokens', 10))
+    def prompt(self, it:dict) -> str: return mc_prompt(it, self.dataset, self.icl)
+    def answers(self, slot, split:str) -> tuple:
+        "Per item: the chosen option key ('' when a generation names none) and the answer as the model gave it."
+        its = self.items(split)
+        if self.scoring == 'generate':
+            outs = [o.strip() for o in slot.generate([self.prompt(it) for it in its], self.max_tokens)]
+            return [parse_mc_output(o, it['choices']) or '' for o, it in zip(outs, its)], outs
         reqs, spans = [], []
-        for it in self.items(split):
+        for it in its:
             keys = list(it['choices'])
-            spans.append((len(reqs), keys)); reqs += [(mc_prompt(it, self.dataset, self.icl), f' {k}') for k in keys]
+            spans.append((len(reqs), keys)); reqs += [(self.prompt(it), f' {k}') for k in keys]
         lls = [ll for ll, _ in slot.loglikelihood(reqs)]
-        preds = [keys[int(np.argmax(lls[i:i + len(keys)]))] for i, keys in spans]
+        keys = [ks[int(np.argmax(lls[i:i + len(ks)]))] for i, ks in spans]
+        return keys, [f"{k}: {it['choices'][k]}" for k, it in zip(keys, its)]
+    def score(self, slot, split:str) -> tuple:
+        preds, _ = self.answers(slot, split)
         return float(np.mean([p == it['answer'] for p, it in zip(preds, self.items(split))])), preds
+
+# %% ../nbs/07_search.ipynb #20b1a18c
+import re as _re
+from .extract import LETTERS, get_extractor
+
+def parse_mc_output(output:str, # a generated continuation of Model Swarms' prompt ("… The answer is")
+                    choices:dict, # the item's {key: option text}
+                   ) -> str|None:
+    "The option key the output names (an explicit letter, else the only option whose text it contains), or None."
+    keys, out = list(choices), output or ''
+    if keys == list(LETTERS[:len(keys)]):
+        k = get_extractor('mcq_letter', n_choices=len(keys)).extract('The answer is' + (out if out[:1].isspace() else ' ' + out))
+        if k is not None: return k
+    else:
+        m = _re.match(r'\W*([^\W_]+)', out)
+        if m and m[1] in keys: return m[1]
+    low = out.lower()
+    hits = [k for k in keys if str(choices[k]).strip() and str(choices[k]).strip().lower() in low]
+    return hits[0] if len(hits) == 1 else None
 
 # %% ../nbs/07_search.ipynb #4b6562d6
 import re as _re, string as _string
@@ -405,6 +440,81 @@ class Distance(Utility):
             self.target = T[0]
         d = float((slot.vector - self.target).norm() / self.target.norm())
         return -d, [round(d, 6)]
+
+# %% ../nbs/07_search.ipynb #749d2976
+@register_utility
+class AbstainQA(MCAccuracy):
+    "Model Swarms' AbstainQA: answer, judge the answer true/false, abstain on false; effective reliability in [−1, 1]."
+    name = 'abstain_qa'
+    JUDGE = "\nProposed answer: {}\nIs the proposed answer true or false? Directly answer with true or false."
+    def abstains(self, slot, prompts:list) -> list:
+        "Whether the model calls its proposed answer false, per judge prompt."
+        if self.scoring == 'generate':
+            return ['false' in o.lower() for o in slot.generate(prompts, self.max_tokens)]
+        said = (' true', ' True', ' false', ' False')
+        ll = np.array([x for x, _ in slot.loglikelihood([(p, w) for p in prompts for w in said])]).reshape(-1, 4)
+        return (np.logaddexp(ll[:, 2], ll[:, 3]) > np.logaddexp(ll[:, 0], ll[:, 1])).tolist()
+    def score(self, slot, split:str) -> tuple:
+        its = self.items(split)
+        keys, shown = self.answers(slot, split)
+        off = self.abstains(slot, [self.prompt(it) + self.JUDGE.format(s) for it, s in zip(its, shown)])
+        rel = sum((1 if k == it['answer'] else -1) for k, it, a in zip(keys, its, off) if not a) / len(its)
+        return float(rel), ['abstain' if a else k for k, a in zip(keys, off)]
+
+# %% ../nbs/07_search.ipynb #e2777528
+def reward_score(r, # raw rewards
+                 n_tokens, # response lengths in tokens
+                 low:float=-3.0605, high:float=2.65625, length:str='none', reverse:bool=False) -> np.ndarray:
+    "Model Swarms' normalised reward: clip((r − low)/(high − low)), averaged with a length term if asked."
+    s = np.clip((np.asarray(r, float) - low) / (high - low), 0, 1)
+    n = np.asarray(n_tokens, float)
+    if length == 'concise': s = (s + np.clip(1 - (n - 10) / 191, 0, 1)) / 2
+    elif length == 'verbose': s = (s + np.clip((n - 10) / 191, 0, 1)) / 2
+    elif length != 'none': raise MixExpertsError(f"reward length term must be 'none', 'concise' or 'verbose', got {length!r}")
+    return -s if reverse else s
+
+@register_utility
+class RewardModel(SwarmsUtility):
+    "Mean normalised reward of greedy responses under a local reward model (Model Swarms' rm_*)."
+    name, default_dataset = 'reward_model', 'rm'
+    def __init__(self, spec:dict):
+        super().__init__(spec)
+        if not spec.get('reward_model'):
+            raise MixExpertsError("the reward_model utility needs reward_model: a local folder of a sequence-classification model with one output")
+        self.path = Path(spec['reward_model']).expanduser()
+        if not (self.path/'config.json').exists(): raise DataFormatError("no reward model here (config.json missing)", self.path)
+        self.opts = dict(low=float(spec.get('low', -3.0605)), high=float(spec.get('high', 2.65625)),
+                         length=spec.get('length', 'none'), reverse=bool(spec.get('reverse', False)))
+        reward_score([0.0], [0], **self.opts)   # a bad length term fails here
+        self.max_tokens, self.batch_size = int(spec.get('max_tokens', 200)), int(spec.get('batch_size', 8))
+        self.rm = None
+    def _load(self):
+        from transformers import AutoTokenizer, AutoModelForSequenceClassification
+        remote = bool(self.spec.get('trust_remote_code', False))
+        tok = AutoTokenizer.from_pretrained(self.path, trust_remote_code=remote)
+        model = AutoModelForSequenceClassification.from_pretrained(self.path, trust_remote_code=remote).eval()
+        if model.config.num_labels != 1:
+            raise DataFormatError(f"a reward model has one output; this one has num_labels={model.config.num_labels}", self.path/'config.json')
+        if tok.pad_token is None: tok.pad_token = tok.eos_token
+        self.rm = (tok, model)
+    def rewards(self, prompts:list, responses:list) -> tuple:
+        "Raw rewards and response lengths (reward-model tokens) of prompt/response pairs, in order."
+        if self.rm is None: self._load()
+        tok, model = self.rm
+        out = []
+        for i in range(0, len(prompts), self.batch_size):
+            P, R = prompts[i:i + self.batch_size], responses[i:i + self.batch_size]
+            if tok.chat_template:
+                texts = [tok.apply_chat_template([dict(role='user', content=p), dict(role='assistant', content=r)], tokenize=False)
+                         for p, r in zip(P, R)]
+                enc = tok(texts, padding=True, truncation=True, return_tensors='pt')
+            else: enc = tok(P, R, padding=True, truncation=True, return_tensors='pt')
+            with torch.no_grad(): out += model(**enc).logits[:, 0].float().tolist()
+        return np.array(out), np.array([len(tok(r, add_special_tokens=False)['input_ids']) for r in responses])
+    def score(self, slot, split:str) -> tuple:
+        prompts = [it.get('prompt', it.get('question')) for it in self.items(split)]
+        s = reward_score(*self.rewards(prompts, slot.generate(prompts, self.max_tokens)), **self.opts)
+        return float(s.mean()), [round(float(x), 6) for x in s]
 
 # %% ../nbs/07_search.ipynb #3b3e4b9b
 class AdapterSlot:
@@ -582,6 +692,7 @@ def _gold(ut:Utility, split:str) -> list|None:
     if isinstance(ut, MultiTask):
         parts = [_gold(p, split) for p in ut.parts]
         return None if any(p is None for p in parts) else sum(parts, [])
+    if isinstance(ut, AbstainQA): return None   # spec §4.6: AbstainQA reports the dev-best particle only
     if isinstance(ut, MCAccuracy): return [it['answer'] for it in ut.items(split)]
     if isinstance(ut, ExactMatch): return [em_normalize(it['answer'], ut.numeric) for it in ut.items(split)]
     return None
