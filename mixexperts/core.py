@@ -168,7 +168,7 @@ def read_config(config, # a .yaml/.yml/.json file, YAML text or a dict
     if isinstance(config, str):
         try: config = yaml.safe_load(config)
         except yaml.YAMLError as e: raise DataFormatError(f"not valid YAML: {' '.join(str(e).split())}", where) from None
-    if not isinstance(config, dict): raise MixExpertsError(what)
+    if not isinstance(config, dict): raise DataFormatError(what, where)
     unknown = [k for k in config if k not in known]
-    if unknown: raise MixExpertsError(f"config key {unknown[0]!r} is not supported; known: {', '.join(known)}")
+    if unknown: raise DataFormatError(f"config key {unknown[0]!r} is not supported; known: {', '.join(known)}", where)
     return config, root

@@ -511,6 +511,7 @@ class SubjectRouter(EmbeddingRouter):
     "Bench-CoE subject level: subject → best training model; a subject classifier when the subject is unknown."
     uses_subject = True
     classify_always = False
+    grid = dict(shrink=[0.0, 10.0, 25.0, 50.0, 100.0, 200.0, 400.0])   # shrink='auto': chosen on an inner split
     def __init__(self, shrink:float=0.0, # pseudo-questions pulling each subject's accuracies towards the overall ones
                  encoder:str=DEFAULT_ENCODER, max_length:int=256, seed:int=0):
         self._keep(locals())
@@ -1227,16 +1228,9 @@ def add_routers(table, # a mixexperts.serve.ModelTable
 CONFIG_KEYS = ('routers', 'models', 'exclude_models', 'costs', 'folds', 'seed')
 
 def read_route_config(path) -> dict:
-    "A routing config (YAML), checked for unknown keys."
-    import yaml
-    p = Path(path)
-    if not p.exists(): raise DataNotFoundError(f"config {p} does not exist")
-    try: cfg = yaml.safe_load(p.read_text(encoding='utf-8')) or {}
-    except yaml.YAMLError as e: raise DataFormatError(f"not valid YAML: {e}", p) from None
-    if not isinstance(cfg, dict): raise DataFormatError("a routing config is a mapping", p)
-    unknown = sorted(set(cfg) - set(CONFIG_KEYS))
-    if unknown: raise DataFormatError(f"unknown key(s) {unknown}; known: {list(CONFIG_KEYS)}", p)
-    return cfg
+    "A routing config (YAML or JSON file), checked for unknown keys."
+    if Path(path).suffix not in ('.yml', '.yaml', '.json'): raise DataFormatError("a routing config is a .yaml, .yml or .json file", path)
+    return read_config(path, CONFIG_KEYS, "a routing config is a mapping")[0]
 
 def check_config_models(cfg:dict, rm:ResultsMatrix):
     "Raise if the config's cost table names a model the matrix lacks."

@@ -267,4 +267,4 @@ def test_cli_train_predict_and_errors(arc_run, tmp_path_factory):
     assert code == 2 and 'openai__gpt-9' in err
     cfg.write_text('routerz: [knn]\n')
     code, out, err = route_main('route', 'eval', arc_run, '--config', cfg)
-    assert code == 2 and "unknown key(s) ['routerz']" in err
+    assert code == 2 and "config key 'routerz' is not supported" in err and 'cfg' in err

@@ -1,5 +1,5 @@
 """`mixexperts serve` on loopback with the real SmolLM2, talked to by the official openai client and by OpenAIBackend."""
-import http.server, json, socket, subprocess, sys, threading, time
+import contextlib, http.server, json, socket, subprocess, sys, threading, time
 from pathlib import Path
 import pytest
 
@@ -16,24 +16,31 @@ def free_port():
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def serving(args, wait_s=180):
+    "A `mixexperts serve` process on a free loopback port: yields (base url, client) once it answers, stops it after."
+    port = free_port()
+    proc = subprocess.Popen([EXE, 'serve', *args, '--port', str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f'http://127.0.0.1:{port}/v1'
+    client = openai.OpenAI(base_url=url, api_key='none', max_retries=0, timeout=120)
+    deadline = time.time() + wait_s
+    try:
+        while True:
+            try: client.models.list(); break
+            except openai.APIConnectionError:
+                if proc.poll() is not None: raise RuntimeError(f'server exited: {proc.stdout.read()}')
+                if time.time() > deadline: raise RuntimeError(f'server did not start in {wait_s} s')
+                time.sleep(0.5)
+        yield url, client
+    finally:
+        proc.terminate()
+        try: proc.wait(timeout=20)
+        except subprocess.TimeoutExpired: proc.kill()
+
+
 @pytest.fixture(scope='module')
 def server():
-    port = free_port()
-    proc = subprocess.Popen([EXE, 'serve', '--model', MODEL, '--port', str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    url = f'http://127.0.0.1:{port}/v1'
-    client = openai.OpenAI(base_url=url, api_key='none', max_retries=0, timeout=5)
-    deadline = time.time() + 180
-    while True:
-        try: client.models.list(); break
-        except openai.APIConnectionError:
-            if proc.poll() is not None: raise RuntimeError(f'server exited: {proc.stdout.read()}')
-            if time.time() > deadline: proc.kill(); raise RuntimeError('server did not start in 180 s')
-            time.sleep(0.5)
-    yield url
-    proc.terminate()
-    try: proc.wait(timeout=20)
-    except subprocess.TimeoutExpired: proc.kill()
+    with serving(['--model', MODEL]) as (url, _): yield url
 
 
 @pytest.fixture(scope='module')
@@ -157,22 +164,9 @@ def router_server(tmp_path_factory):
     rm = load_results(data_path('lm_eval', 'mmlu'), progress=False, models=ROUTED)
     rows = np.flatnonzero(rm.questions['subject'].isin(['virology', 'marketing']).to_numpy())[:60]
     folder = get_router('knn', k=5, tau=0.0).fit(rm.subset(rows)).save(tmp_path_factory.mktemp('router') / 'mom')
-    port = free_port()
-    proc = subprocess.Popen([EXE, 'serve', '--model', MODEL, '--router', f'mom={folder}',
-                             *[x for m in ROUTED for x in ('--route-model', f'{m}={MODEL}')], '--port', str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    client = openai.OpenAI(base_url=f'http://127.0.0.1:{port}/v1', api_key='none', max_retries=0, timeout=120)
-    deadline = time.time() + 240
-    while True:
-        try: client.models.list(); break
-        except openai.APIConnectionError:
-            if proc.poll() is not None: raise RuntimeError(f'server exited: {proc.stdout.read()}')
-            if time.time() > deadline: proc.kill(); raise RuntimeError('server did not start in 240 s')
-            time.sleep(0.5)
-    yield client
-    proc.terminate()
-    try: proc.wait(timeout=20)
-    except subprocess.TimeoutExpired: proc.kill()
+    with serving(['--model', MODEL, '--router', f'mom={folder}', *[x for m in ROUTED for x in ('--route-model', f'{m}={MODEL}')]],
+                 wait_s=240) as (_, client):
+        yield client
 
 
 def test_router_served_next_to_its_model(router_server):

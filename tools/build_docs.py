@@ -116,6 +116,7 @@ def stage(src_dir: Path, papers_run: list, execute=('01_results',)) -> list:
     nav = [{'Home': 'index.ipynb'}]
     api = []
     (src_dir/'api').mkdir()
+    if (NBS/'images').is_dir(): shutil.copytree(NBS/'images', src_dir/'api'/'images')   # figures the chapters' markdown shows
     for p in sorted(NBS.glob('[0-9]*.ipynb')):
         run = execute == 'all' or p.stem in execute
         if run: print(f'executing {p.name} for its outputs', flush=True)
