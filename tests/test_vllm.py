@@ -35,3 +35,20 @@ def test_multi_lora_requests(engines, tmp_path):
     base = v.loglikelihood([('Question: 1+1?\nAnswer:', ' 2')])[0][0]
     tuned = v.loglikelihood([('Question: 1+1?\nAnswer:', ' 2')], adapter='a')[0][0]
     assert tuned != base
+
+
+def test_search_candidates_as_vllm_lora_requests():
+    "The search's vLLM slot scores candidates (written once as adapters, sent as LoRA requests) as the HF hot-swap slot does."
+    import torch
+    from mixexperts.merging import QUICK_EXPERTS
+    from mixexperts.search import load_experts, make_slot, make_utility, Evaluator
+    ads, labels, E = load_experts([f'expert-lora:{d}' for d in ('mmlu', 'medqa')], QUICK_EXPERTS)
+    spec = dict(name='mc_accuracy', dataset='mmlu', dev=[0, 8], test=[0, 4])
+    cand = [E[0], E[1], 0.5 * (E[0] + E[1])]
+    hf = Evaluator(ads[0], spec, engine='hf')(cand, 'dev')
+    ev = Evaluator(ads[0], spec, engine='vllm')
+    ev.slot = make_slot(ads[0], None, True, 16, engine='vllm')
+    got = ev(cand, 'dev')
+    assert len(ev.slot.backend.adapters) == 3            # one LoRA request per distinct candidate
+    assert max(abs(a - b) for a, b in zip(got, hf)) <= 0.25   # 8 questions: fp16 vs fp32 may flip one or two
+    assert ev(cand, 'dev') == got and ev.stats['cache_hits'] == 3
