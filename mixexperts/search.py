@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['STREAMS', 'UPDATE_RULES', 'UTILITIES', 'ENGINES', 'SEARCH_CONFIG_KEYS', 'load_experts', 'draw_rng', 'populate',
            'SearchState', 'register_rule', 'get_rule', 'UpdateRule', 'SwarmPSO', 'BWR', 'RandomSearch',
-           'register_utility', 'Utility', 'make_utility', 'SwarmsUtility', 'MCAccuracy', 'parse_mc_output',
+           'parse_mc_output', 'register_utility', 'Utility', 'make_utility', 'SwarmsUtility', 'MCAccuracy',
            'em_normalize', 'ExactMatch', 'MultiTask', 'Distance', 'AbstainQA', 'reward_score', 'RewardModel',
-           'AdapterSlot', 'VLLMSlot', 'eval_device', 'make_slot', 'digest', 'Evaluator', 'save_checkpoint',
-           'load_checkpoint', 'load_search_config', 'Search', 'plot_utilities', 'run_search', 'cmd_search',
-           'add_search_commands']
+           'AdapterSlot', 'as_adapter', 'VLLMSlot', 'eval_device', 'make_slot', 'digest', 'Evaluator',
+           'save_checkpoint', 'load_checkpoint', 'load_search_config', 'Search', 'plot_utilities', 'run_search',
+           'cmd_search', 'add_search_commands']
 
 # %% ../nbs/07_search.ipynb #64225b4c
 import hashlib, json, math, os, shutil, time
@@ -286,6 +286,25 @@ class RandomSearch(UpdateRule):
             st.X[i] = lincomb(w.tolist(), [ParamSet({'x': e}) for e in st.E])['x']
         return {}
 
+# %% ../nbs/07_search.ipynb #20b1a18c
+import re as _re
+from .extract import LETTERS, get_extractor
+
+def parse_mc_output(output:str, # a generated continuation of Model Swarms' prompt ("… The answer is")
+                    choices:dict, # the item's {key: option text}
+                   ) -> str|None:
+    "The option key the output names (an explicit letter, else the only option whose text it contains), or None."
+    keys, out = list(choices), output or ''
+    if keys == list(LETTERS[:len(keys)]):
+        k = get_extractor('mcq_letter', n_choices=len(keys)).extract('The answer is' + (out if out[:1].isspace() else ' ' + out))
+        if k is not None: return k
+    else:
+        m = _re.match(r'\W*([^\W_]+)', out)
+        if m and m[1] in keys: return m[1]
+    low = out.lower()
+    hits = [k for k in keys if str(choices[k]).strip() and str(choices[k]).strip().lower() in low]
+    return hits[0] if len(hits) == 1 else None
+
 # %% ../nbs/07_search.ipynb #cd584e3d
 UTILITIES: dict = {}
 
@@ -357,25 +376,6 @@ class MCAccuracy(SwarmsUtility):
     def score(self, slot, split:str) -> tuple:
         preds, _ = self.answers(slot, split)
         return float(np.mean([p == it['answer'] for p, it in zip(preds, self.items(split))])), preds
-
-# %% ../nbs/07_search.ipynb #20b1a18c
-import re as _re
-from .extract import LETTERS, get_extractor
-
-def parse_mc_output(output:str, # a generated continuation of Model Swarms' prompt ("… The answer is")
-                    choices:dict, # the item's {key: option text}
-                   ) -> str|None:
-    "The option key the output names (an explicit letter, else the only option whose text it contains), or None."
-    keys, out = list(choices), output or ''
-    if keys == list(LETTERS[:len(keys)]):
-        k = get_extractor('mcq_letter', n_choices=len(keys)).extract('The answer is' + (out if out[:1].isspace() else ' ' + out))
-        if k is not None: return k
-    else:
-        m = _re.match(r'\W*([^\W_]+)', out)
-        if m and m[1] in keys: return m[1]
-    low = out.lower()
-    hits = [k for k in keys if str(choices[k]).strip() and str(choices[k]).strip().lower() in low]
-    return hits[0] if len(hits) == 1 else None
 
 # %% ../nbs/07_search.ipynb #4b6562d6
 import re as _re, string as _string
@@ -551,6 +551,12 @@ class AdapterSlot:
     def generate(self, prompts:list, max_tokens:int) -> list:
         return [c[0].text for c in self.backend.generate(prompts, max_tokens=max_tokens, adapter='candidate')]
 
+def as_adapter(template:LoraAdapter, vec:torch.Tensor, info:dict|None=None) -> LoraAdapter:
+    "The LoRA adapter of a flattened candidate: the template's config, its factors in the template's dtypes."
+    f = template.factors.unflat(vec)
+    return LoraAdapter(json.loads(json.dumps(template.config)), ParamSet({n: f[n].to(template.factors.dtype(n)) for n in f.keys()}),
+                       info=dict(info or {}))
+
 class VLLMSlot:
     "Candidates as LoRA requests to one vLLM engine (multi-LoRA): each candidate's adapter is written once, named by its digest."
     def __init__(self, template:LoraAdapter, base:str|None=None, needs_model:bool=True, max_loras:int=8, **engine_kw):
@@ -569,9 +575,7 @@ class VLLMSlot:
         if self.backend is None: return
         key = digest(vec)[:20]
         if key not in self.backend.adapters:
-            f = self.template.factors.unflat(vec)
-            f = ParamSet({n: f[n].to(self.template.factors.dtype(n)) for n in f.keys()})
-            LoraAdapter(json.loads(json.dumps(self.template.config)), f).save(self.dir/key)
+            as_adapter(self.template, vec).save(self.dir/key)
             self.backend.load_adapter(self.dir/key, name=key)
         self.current = key
 
@@ -870,11 +874,9 @@ class Search:
                  personal_best_dev=dev, personal_best_test=test)
         self.say(f"end: dev {m['starting_best_validation_utility']:.4f} → {m['ending_best_validation_utility']:.4f}, "
                  f"test (best on dev) {m['starting_best_single_test_accuracy']:.4f} → {m['ending_best_single_test_accuracy']:.4f}")
-        best = self.template.factors.unflat(st.P[ib])
-        best = ParamSet({n: best[n].to(self.template.factors.dtype(n)) for n in best.keys()})
         if (self.out/'global_best').exists(): shutil.rmtree(self.out/'global_best')
-        LoraAdapter(json.loads(json.dumps(self.template.config)), best,
-                    info=dict(search=cfg['rule'], dev_utility=max(dev), test_utility=test[ib], particle=f'particle {ib} (started as {st.labels[ib]})')).save(self.out/'global_best')
+        as_adapter(self.template, st.P[ib], dict(search=cfg['rule'], dev_utility=max(dev), test_utility=test[ib],
+                                                 particle=f'particle {ib} (started as {st.labels[ib]})')).save(self.out/'global_best')
         write_json(m, self.out/'metrics.json', force=True)
         plot_utilities(st, self.out/'utility.png', title=f"{cfg['rule']}: {ev.utility.name} on dev")
         return m
