@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from .core import *
 from .extract import EXTRACTORS, LETTERS, get_extractor
 from .backends import Backend, mmlu_prompt, resolve_model
-from .voting import CONFIDENCE, Confidence, SampleSet, get_confidence, mux_one, register_confidence, tie_priority
+from .voting import CONFIDENCE, Confidence, SampleSet, get_confidence, mux_one, register_confidence, tie_priority, _check_tie_vote
 
 # %% auto #0
 __all__ = ['BENCHMARKS', 'STYLES', 'LIVE_TIE_BREAKERS', 'VERBALIZED_QUESTION', 'RUN_FILES', 'SPLITS', 'QUESTION_FIELDS',
@@ -229,6 +229,7 @@ class MuxRunConfig:
     confidence: str = 'consistency' # a name in CONFIDENCE
     confidence_options: dict = field(default_factory=dict)  # e.g. {'threshold': 0.9} for embedding
     tie_breaker: str = 'validation_accuracy'
+    tie_vote: float|None = None     # a power γ: models tied at the top vote, weighted by validation accuracy ** γ
     sample: str = 'random'          # how questions are chosen: 'random' (seeded) or 'first'
     batch_questions: int = 16       # questions per backend call
     data: str|None = None           # the benchmark's data file or folder; default: the shared data
@@ -247,6 +248,9 @@ class MuxRunConfig:
         if self.temperature < 0: raise MixExpertsError(f"temperature must be >= 0, got {self.temperature}")
         if self.tie_breaker not in LIVE_TIE_BREAKERS:
             raise MixExpertsError(f"tie_breaker {self.tie_breaker!r} is not available live; choose from {LIVE_TIE_BREAKERS}")
+        if self.tie_vote == 'auto':
+            raise MixExpertsError("tie_vote 'auto' is offline only (it chooses γ on a large validation half); give a power, e.g. 8")
+        _check_tie_vote(self.tie_vote, self.tie_breaker)
         conf = get_confidence(self.confidence, **self.confidence_options)
         if 'logprobs' in conf.needs:
             raise MixExpertsError(f"confidence {self.confidence!r} needs token log-probabilities, which the backends' generate does not return")
@@ -273,6 +277,7 @@ class MuxRunConfig:
         "The settings a resumed run must share (all but `threads`)."
         d = asdict(self)
         d.pop('threads')
+        if d['tie_vote'] is None: d.pop('tie_vote')  # runs saved before the key existed resume unchanged
         return d
 
 def read_config(path) -> tuple:
@@ -597,7 +602,7 @@ def _record(self:MuxRun, item:Item, split:str, calls:dict, priority) -> dict:
     extra = self._extras(calls)
     conf = BoundConfidence(self.conf, **extra) if extra else self.conf
     seed = [self.cfg.seed, item.index]  # within-model ties: the same draws for both calls below
-    dec = mux_one(answers, self.names, kind=kind, priority=priority, confidence=conf, rng=np.random.default_rng(seed), **opts)
+    dec = mux_one(answers, self.names, kind=kind, priority=priority, confidence=conf, tie_vote=self.cfg.tie_vote, rng=np.random.default_rng(seed), **opts)
     maj = mux_one(answers, self.names, kind=kind, confidence='consistency', rng=np.random.default_rng(seed), **opts)
     right = lambda a: bool(ex.equivalent(a, item.reference))
     rec = dict(qid=item.qid, index=item.index, split=split, **{self.bench.question_field: item.text}, reference_answer=item.reference)

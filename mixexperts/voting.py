@@ -15,11 +15,11 @@ from .extract import get_extractor
 from .results import ResultsMatrix, load_results
 
 # %% auto #0
-__all__ = ['CONFIDENCE', 'LAZY_CONFIDENCE', 'TIE_BREAKERS', 'Tally', 'tally', 'register_confidence', 'Confidence',
-           'get_confidence', 'Consistency', 'LogprobConfidence', 'aggregate_logprobs', 'quantise', 'select_model',
-           'mux_answer', 'ChoiceSource', 'SampleSet', 'encode_answers', 'mux_one', 'split_validation', 'tie_priority',
-           'MuxSimulation', 'SubsetBits', 'SubsetResult', 'search_subsets', 'mux_table', 'plot_mux_table',
-           'mux_summary', 'cmd_mux_simulate', 'cmd_mux_search', 'add_mux_commands']
+__all__ = ['CONFIDENCE', 'LAZY_CONFIDENCE', 'TIE_BREAKERS', 'TIE_VOTE_GRID', 'Tally', 'tally', 'register_confidence',
+           'Confidence', 'get_confidence', 'Consistency', 'LogprobConfidence', 'aggregate_logprobs', 'quantise',
+           'select_model', 'vote_among_tied', 'mux_answer', 'ChoiceSource', 'SampleSet', 'encode_answers', 'mux_one',
+           'split_validation', 'tie_priority', 'MuxSimulation', 'SubsetBits', 'SubsetResult', 'search_subsets',
+           'mux_table', 'plot_mux_table', 'mux_summary', 'cmd_mux_simulate', 'cmd_mux_search', 'add_mux_commands']
 
 # %% ../nbs/05_voting.ipynb #eea23a11
 @dataclass
@@ -173,9 +173,29 @@ def select_model(scores, # float [..., M] confidence per model (−∞ or NaN: d
     pr = np.where(cand, np.broadcast_to(pr, q.shape), -np.inf)
     return np.where(cand.any(-1), np.argmax(pr, axis=-1), -1)
 
-def mux_answer(scores, answers, priority) -> tuple:
-    "`(winner, final answer)` per row under the MUX rule."
-    w = select_model(scores, priority)
+TIE_VOTE_GRID = (np.inf, 32, 16, 8, 4, 2, 1)  # powers 'auto' tries on validation; ∞ (no vote) first, so it is kept on ties
+
+def vote_among_tied(scores, # float [..., M] confidence per model
+                    answers, # int [..., M] the answer each model vouches for (-1: none)
+                    priority, # tie-break accuracy per model (≥ 0), broadcastable to scores
+                    power:float=np.inf, # a tied model's vote weighs (priority / best tied priority) ** power; ∞: no vote
+                   ) -> np.ndarray:
+    "Winning model per row when the models tied at the top score vote on their answers; -1 if none answered."
+    if power == np.inf: return select_model(scores, priority)
+    if not power > 0: raise MixExpertsError(f"the tie-vote power must be > 0 (or inf), got {power!r}")
+    s, a = quantise(scores), np.asarray(answers)
+    pr = np.broadcast_to(np.asarray(priority, np.float64), s.shape)
+    if (pr < 0).any(): raise MixExpertsError("a tie vote weighs models by an accuracy: priorities must be >= 0")
+    tied = (s == s.max(-1, keepdims=True)) & np.isfinite(s)
+    top = np.where(tied, pr, 0).max(-1, keepdims=True)
+    w = np.where(tied & (a >= 0), (pr / np.where(top > 0, top, 1)) ** power, 0.0)  # the best tied model weighs 1
+    support = np.zeros(s.shape)
+    for m in range(s.shape[-1]): support += w[..., m:m + 1] * (a == a[..., m:m + 1])
+    return select_model(np.where(tied, support, -np.inf), pr)  # most support, then priority, then model order
+
+def mux_answer(scores, answers, priority, power:float=np.inf) -> tuple:
+    "`(winner, final answer)` per row under the MUX rule (tied models vote when `power` is finite)."
+    w = vote_among_tied(scores, answers, priority, power)
     ans = np.take_along_axis(np.asarray(answers), np.maximum(w, 0)[..., None], -1)[..., 0]
     return w, np.where(w >= 0, ans, -1)
 
@@ -376,6 +396,7 @@ def mux_one(answers:list, # per model, its k extracted answers (str or None)
             confidence:str='consistency', # a name in CONFIDENCE
             rng=None, # seed or Generator for within-model ties
             logprobs=None, # per model, per sample aggregated log-probabilities (for confidence='logprob')
+            tie_vote:float|None=None, # a power γ: tied models vote, weighted by priority ** γ (priority = accuracies)
             **options, # extractor options, e.g. n_choices=4
            ) -> dict:
     "The MUX decision for one question: winning model, final answer, and each model's score and answer."
@@ -387,7 +408,9 @@ def mux_one(answers:list, # per model, its k extracted answers (str or None)
     t = tally(ids[None], max(len(reps), 1), rng)
     extra = {} if logprobs is None else {'logprobs': np.asarray(logprobs, np.float64)[None]}
     score, ans = get_confidence(confidence).score(t, **extra)
-    w = int(select_model(score, -np.arange(len(models)) if priority is None else priority)[0])
+    if tie_vote is not None and priority is None: raise MixExpertsError("tie_vote weighs models by their priority (accuracy): give priority")
+    pr = -np.arange(len(models)) if priority is None else priority
+    w = int(vote_among_tied(score, ans, pr, np.inf if tie_vote is None else tie_vote)[0])
     pick = lambda i: reps[i] if i >= 0 else None
     return dict(model=models[w] if w >= 0 else None, answer=pick(int(ans[0, w])) if w >= 0 else None,
                 scores=dict(zip(models, score[0].tolist())), answers=dict(zip(models, [pick(int(i)) for i in ans[0]])))
@@ -425,6 +448,18 @@ def tie_priority(tie_breaker:str, # one of TIE_BREAKERS
         return np.asarray(subject_accuracy, np.float64) + 1e-7 * np.asarray(val_accuracy, np.float64)
     raise MixExpertsError(f"unknown tie_breaker {tie_breaker!r}; choose from {TIE_BREAKERS}")
 
+def _check_tie_vote(tie_vote, tie_breaker:str):
+    "The tie-vote setting: None, 'auto' or a power > 0."
+    if tie_vote is None: return None
+    if tie_breaker not in ('validation_accuracy', 'subject_accuracy'):
+        raise MixExpertsError(f"tie_vote weighs the tied models by accuracy, so it needs tie_breaker 'validation_accuracy' "
+                              f"or 'subject_accuracy', not {tie_breaker!r}")
+    if tie_vote == 'auto': return 'auto'
+    try: g = float(tie_vote)
+    except (TypeError, ValueError): g = float('nan')
+    if not g > 0: raise MixExpertsError(f"tie_vote must be a power > 0, inf or 'auto', got {tie_vote!r}")
+    return g
+
 # %% ../nbs/05_voting.ipynb #e8eecb67
 class MuxSimulation:
     "SLM-MUX replayed offline: sampled answers per trial, per-model confidence, selection, baselines."
@@ -436,6 +471,7 @@ class MuxSimulation:
                  tie_breaker:str='validation_accuracy', # a name in TIE_BREAKERS
                  validation=0.5, # share of questions for validation, or a boolean mask
                  stratify:bool=True, # split each subject separately when the source has subjects
+                 tie_vote=None, # None: the tie-breaker alone; a power γ: tied models vote, weighted by accuracy ** γ; 'auto': γ from TIE_VOTE_GRID, on validation
                  **confidence_options, # e.g. denominator='nonempty'
                 ):
         if isinstance(source, ResultsMatrix): source = ChoiceSource(source)
@@ -443,6 +479,7 @@ class MuxSimulation:
         if not (isinstance(trials, (int, np.integer)) and trials >= 1): raise MixExpertsError(f"trials must be an int >= 1, got {trials!r}")
         if tie_breaker not in TIE_BREAKERS: raise MixExpertsError(f"unknown tie_breaker {tie_breaker!r}; choose from {TIE_BREAKERS}")
         self.source, self.k, self.trials, self.seed, self.tie_breaker = source, int(k), int(trials), seed, tie_breaker
+        self.tie_vote, self._vote_powers = _check_tie_vote(tie_vote, tie_breaker), {}
         self.confidence = get_confidence(confidence, **confidence_options)
         self._seeds = dict(zip(('draw', 'tally', 'split', 'ties', 'pooled', 'budget'), np.random.SeedSequence(seed).spawn(6)))
         Q = source.n_questions
@@ -470,7 +507,7 @@ class MuxSimulation:
     n_models = property(lambda self: len(self.source.models))
     def __repr__(self):
         return (f"MuxSimulation({self.source!r}, k={self.k}, trials={self.trials}, {self.confidence.name}, "
-                f"tie-break {self.tie_breaker}, {self.val.sum()} validation / {self.test.sum()} test questions)")
+                f"tie-break {self.tie_breaker}{'' if self.tie_vote is None else f' + vote ({self.tie_vote})'}, {self.val.sum()} validation / {self.test.sum()} test questions)")
 
 # %% ../nbs/05_voting.ipynb #3d94e1b7
 @patch
@@ -503,10 +540,25 @@ def _priority(self:MuxSimulation) -> np.ndarray:
 def mux(self:MuxSimulation, models=None) -> tuple:
     "`(winner [T, Q] model index or -1, correct [T, Q])` of the MUX rule over `models` (default: all)."
     idx = _model_index(self.models, models)
+    return self._decide(idx, self.vote_power(models))
+
+@patch
+def _decide(self:MuxSimulation, idx:np.ndarray, power:float|None) -> tuple:
     pr = self.priority[idx] if self.priority.ndim == 1 else np.broadcast_to(self.priority, self.score.shape)[..., idx]
-    w = select_model(self.score[..., idx], pr)
+    w = vote_among_tied(self.score[..., idx], self.answer[..., idx], pr, np.inf if power is None else power)
     ok = np.take_along_axis(self.answer_correct[..., idx], np.maximum(w, 0)[..., None], -1)[..., 0] & (w >= 0)
     return np.where(w >= 0, idx[np.maximum(w, 0)], -1), ok
+
+@patch
+def vote_power(self:MuxSimulation, models=None) -> float|None:
+    "The tie-vote power over `models`: None (no vote), as given, or for 'auto' the TIE_VOTE_GRID value best on validation."
+    if self.tie_vote != 'auto': return self.tie_vote
+    idx = _model_index(self.models, models)
+    key = tuple(idx.tolist())
+    if key not in self._vote_powers:
+        acc = [self.rate(self._decide(idx, g)[1], 'validation').mean() for g in TIE_VOTE_GRID]
+        self._vote_powers[key] = float(TIE_VOTE_GRID[int(np.argmax(acc))])  # first best: ∞ (no vote) wins ties
+    return self._vote_powers[key]
 
 @patch
 def best_model(self:MuxSimulation, models=None) -> str:
@@ -581,11 +633,11 @@ def report(self:MuxSimulation, models=None) -> pd.DataFrame:
 
 # %% ../nbs/05_voting.ipynb #e99c977a
 @patch
-def with_tie_breaker(self:MuxSimulation, tie_breaker:str) -> MuxSimulation:
-    "The same samples and scores under another tie-breaker (a shallow copy)."
+def with_tie_breaker(self:MuxSimulation, tie_breaker:str, tie_vote=None) -> MuxSimulation:
+    "The same samples and scores under another tie-breaker and tie vote (a shallow copy)."
     if tie_breaker not in TIE_BREAKERS: raise MixExpertsError(f"unknown tie_breaker {tie_breaker!r}; choose from {TIE_BREAKERS}")
     new = copy.copy(self)
-    new.tie_breaker = tie_breaker
+    new.tie_breaker, new.tie_vote, new._vote_powers = tie_breaker, _check_tie_vote(tie_vote, tie_breaker), {}
     new.priority = new._priority()
     return new
 
@@ -711,6 +763,11 @@ def search_subsets(sim:MuxSimulation, # a simulation (the search reads its valid
             if objective == 'confacc' else dict(objective=float(acc[0]))
         rows.append(dict(size=n, models=[sim.models[i] for i in pool], validation_accuracy=float(acc[0]), n_subsets=1, **extra))
         n_eval += 1
+    if sim.tie_vote is not None:  # the bitsets score the plain rule; the per-size winners are compared under the vote
+        for r in rows:
+            r['priority_rule_accuracy'] = r['validation_accuracy']
+            r['validation_accuracy'] = float(sim.rate(sim.mux(r['models'])[1], 'validation').mean())
+            r['tie_vote'] = sim.vote_power(r['models'])
     by_size = pd.DataFrame(rows).set_index('size')
     best = by_size['validation_accuracy'].idxmax()  # per-size winners compared by validation MUX accuracy (first = smallest on ties)
     return SubsetResult(by_size.loc[best, 'models'], objective, float(by_size.loc[best, 'validation_accuracy']),
@@ -721,6 +778,7 @@ def mux_table(source, # a ChoiceSource, SampleSet or ResultsMatrix
               ks=(1, 3, 5, 10), # samples per model
               trials:int=10, seed:int=0,
               tie_breakers=('validation_accuracy',), # MUX rows for each (same samples)
+              tie_vote=None, # also rows with this tie vote ('auto' or a power) for the accuracy tie-breakers
               subset_search:bool=True, # add the MUX over the subset chosen on validation
               search_options:dict|None=None, # passed to `search_subsets`
               **sim_options, # passed to `MuxSimulation` (confidence=, validation=, ...)
@@ -729,17 +787,20 @@ def mux_table(source, # a ChoiceSource, SampleSet or ResultsMatrix
     rows = []
     for k in ks:
         base = MuxSimulation(source, k=k, trials=trials, seed=seed, tie_breaker=tie_breakers[0], **sim_options)
-        for i, tb in enumerate(tie_breakers):
-            sim = base.with_tie_breaker(tb)
+        variants = [(tb, v) for tb in tie_breakers
+                    for v in ((None, tie_vote) if tie_vote is not None and tb in ('validation_accuracy', 'subject_accuracy') else (None,))]
+        for i, (tb, vote) in enumerate(variants):
+            sim = base.with_tie_breaker(tb, vote)
             rep = sim.report() if i == 0 else None
+            name = tb if vote is None else f'{tb} + vote'
             c = sim.mux()[1]
-            rows.append(dict(k=k, method=f'MUX ({tb}, all models)', test=sim.rate(c).mean(), test_std=sim.rate(c).std(),
-                             validation=sim.rate(c, 'validation').mean()))
+            rows.append(dict(k=k, method=f'MUX ({name}, all models)', test=sim.rate(c).mean(), test_std=sim.rate(c).std(),
+                             validation=sim.rate(c, 'validation').mean(), tie_vote=sim.vote_power()))
             if subset_search:
                 res = search_subsets(sim, **(search_options or {}))
                 c = sim.mux(res.models)[1]
-                rows.append(dict(k=k, method=f'MUX ({tb}, subset search)', test=sim.rate(c).mean(), test_std=sim.rate(c).std(),
-                                 validation=res.validation_accuracy, subset=res.models))
+                rows.append(dict(k=k, method=f'MUX ({name}, subset search)', test=sim.rate(c).mean(), test_std=sim.rate(c).std(),
+                                 validation=res.validation_accuracy, subset=res.models, tie_vote=sim.vote_power(res.models)))
             if rep is not None:
                 rows += [dict(k=k, method=m, test=r['test'], test_std=r['test_std'], validation=r['validation'])
                          for m, r in rep.drop(index='MUX').iterrows()]
@@ -775,11 +836,13 @@ def _mux_source(a, load):
 def _mux_sim(a, load) -> MuxSimulation:
     opts = {'denominator': a.denominator} if a.confidence == 'consistency' else {}
     return MuxSimulation(_mux_source(a, load), k=a.k, trials=a.trials, seed=a.seed, confidence=a.confidence,
-                         tie_breaker=a.tie_breaker, validation=a.validation, **opts)
+                         tie_breaker=a.tie_breaker, validation=a.validation, tie_vote=a.tie_vote, **opts)
 
 def _search(a, sim) -> SubsetResult:
     return search_subsets(sim, sizes=(a.min_size, a.max_size), objective=a.objective, lam=a.lam,
                           robust_level=a.robust_level, method=a.method)
+
+def _finite(power): return None if power is None or power == np.inf else power  # JSON has no ∞: no vote = null
 
 def mux_summary(sim:MuxSimulation, subset:SubsetResult|None=None, rep:pd.DataFrame|None=None) -> dict:
     "The JSON-ready numbers of one simulation (test-half accuracies), over the searched subset if given."
@@ -794,7 +857,7 @@ def mux_summary(sim:MuxSimulation, subset:SubsetResult|None=None, rep:pd.DataFra
                oracle_accuracy=r["oracle (any model's answer)"], oracle_any_sample_accuracy=r['oracle (any sample)'],
                n_questions=int(sim.source.n_questions), n_validation=int(sim.val.sum()), n_test=int(sim.test.sum()),
                n_models=sim.n_models, k=sim.k, trials=sim.trials, seed=sim.seed, confidence=sim.confidence.name,
-               tie_breaker=sim.tie_breaker)
+               tie_breaker=sim.tie_breaker, tie_vote_power=_finite(sim.vote_power(subset.models if subset else None)))
     if subset:
         out.update(subset=subset.models, subset_objective=subset.objective,
                    subset_validation_accuracy=subset.validation_accuracy,
@@ -836,6 +899,11 @@ def cmd_mux_search(a, load):
     print(f"chosen: {_short(res.models)}\nvalidation {res.validation_accuracy:.4f}, test {test.mean():.4f} ± {test.std():.4f} "
           f"({res.n_evaluated} subsets, {out['seconds']} s)")
 
+def _tie_vote_arg(v:str):
+    if v == 'auto': return v
+    try: return float(v)
+    except ValueError: raise argparse.ArgumentTypeError(f"expected a power (number) or 'auto', got {v!r}") from None
+
 def _add_sim_args(p):
     p.add_argument('--k', type=int, default=5, help='samples per model per question')
     p.add_argument('--trials', type=int, default=10, help='independent repetitions')
@@ -843,6 +911,8 @@ def _add_sim_args(p):
     p.add_argument('--confidence', default='consistency', choices=sorted(set(CONFIDENCE) | set(LAZY_CONFIDENCE)), help='confidence method')
     p.add_argument('--denominator', default='k', choices=('k', 'nonempty'), help="consistency share over k (paper) or non-empty votes (reference)")
     p.add_argument('--tie-breaker', default='validation_accuracy', choices=TIE_BREAKERS, help='tie-break among equally confident models')
+    p.add_argument('--tie-vote', type=_tie_vote_arg, default=None, metavar='POWER|auto',
+                   help="tied models vote, weighted by accuracy ** POWER ('auto': chosen on validation); needs an accuracy tie-breaker")
     p.add_argument('--validation', type=float, default=0.5, help='share of questions in the validation half')
     p.add_argument('--temperature', type=float, default=1.0, help='softmax temperature over option log-likelihoods')
     p.add_argument('--json', action='store_true', help='print one JSON object')

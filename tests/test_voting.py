@@ -5,8 +5,8 @@ import pytest
 
 from mixexperts.core import DataFormatError, MixExpertsError, data_path
 from mixexperts.results import load_results
-from mixexperts.voting import (ChoiceSource, MuxSimulation, SampleSet, SubsetBits, add_mux_commands, get_confidence,
-                               mux_answer, mux_one, search_subsets, select_model, split_validation, tally)
+from mixexperts.voting import (TIE_VOTE_GRID, ChoiceSource, MuxSimulation, SampleSet, SubsetBits, add_mux_commands, get_confidence,
+                               mux_answer, mux_one, search_subsets, select_model, split_validation, tally, vote_among_tied)
 
 
 @pytest.fixture(scope='module')
@@ -193,6 +193,32 @@ def test_tie_break_uses_validation_accuracy_only():
     assert sim.val_accuracy.tolist() == [1.0, 0.0]
     assert (sim.mux()[0] == 0).all()  # a wins every tie, so the test half is all wrong: no peeking at test
     assert sim.rate(sim.mux()[1], 'test').tolist() == [0.0, 0.0]
+
+
+def test_tie_vote_is_chosen_on_validation_only():
+    # consistent models tie often; the test half of the second set is redrawn, the validation half is the same
+    rng = np.random.default_rng(3)
+    Q, M, S = 200, 5, 6
+    ans = rng.integers(0, 3, (Q, M, S)); ans[:, :, :4] = ans[:, :, :1]
+    other = ans.copy(); other[100:] = rng.integers(0, 3, other[100:].shape)
+    val, correct = np.arange(Q) < 100, np.array([[True, False, False]] * Q)
+    sims = [MuxSimulation(SampleSet(a, correct, list('abcde')), k=S, trials=2, validation=val, tie_breaker='validation_accuracy',
+                          tie_vote='auto') for a in (ans, other)]
+    assert sims[0].vote_power() == sims[1].vote_power()
+    grid = [sims[0].rate(sims[0]._decide(np.arange(M), g)[1], 'validation').mean() for g in TIE_VOTE_GRID]
+    assert sims[0].rate(sims[0].mux()[1], 'validation').mean() == max(grid)
+    assert len(set(np.round(grid, 9))) > 1  # the grid points differ here, so the choice means something
+
+
+def test_tie_vote_rules():
+    acc = [0.80, 0.78, 0.76]
+    assert vote_among_tied([[1, 1, 1]], [[0, 1, 1]], acc, np.inf).tolist() == [0]
+    assert vote_among_tied([[1, 1, 1]], [[0, 1, 1]], acc, 8).tolist() == [1]
+    assert mux_answer([[1, 1, 1]], [[0, 1, 1]], acc, power=8) == (1, 1)
+    with pytest.raises(MixExpertsError, match='needs tie_breaker'):
+        MuxSimulation(tiny_set(), k=2, trials=1, tie_breaker='random', tie_vote=4)
+    with pytest.raises(MixExpertsError, match='power > 0'):
+        MuxSimulation(tiny_set(), k=2, trials=1, tie_vote='sometimes')
 
 
 def test_peaked_distributions_reproduce_greedy_accuracy(arc_small):
