@@ -248,9 +248,14 @@ class MuxRunConfig:
         if self.temperature < 0: raise MixExpertsError(f"temperature must be >= 0, got {self.temperature}")
         if self.tie_breaker not in LIVE_TIE_BREAKERS:
             raise MixExpertsError(f"tie_breaker {self.tie_breaker!r} is not available live; choose from {LIVE_TIE_BREAKERS}")
-        if self.tie_vote == 'auto':
-            raise MixExpertsError("tie_vote 'auto' is offline only (it chooses γ on a large validation half); give a power, e.g. 8")
-        _check_tie_vote(self.tie_vote, self.tie_breaker)
+        if self.tie_vote is not None:
+            if isinstance(self.tie_vote, str) and self.tie_vote == 'auto':
+                raise MixExpertsError("tie_vote 'auto' is offline only (it chooses γ on a large validation half); give a power, e.g. 8")
+            if self.tie_breaker != 'validation_accuracy':
+                raise MixExpertsError(f"tie_vote weighs the tied models by validation accuracy, so it needs tie_breaker "
+                                      f"'validation_accuracy', not {self.tie_breaker!r}")
+            g = _check_tie_vote(self.tie_vote, self.tie_breaker)
+            self.tie_vote = None if g == float('inf') else g  # ∞ is the plain tie-break
         conf = get_confidence(self.confidence, **self.confidence_options)
         if 'logprobs' in conf.needs:
             raise MixExpertsError(f"confidence {self.confidence!r} needs token log-probabilities, which the backends' generate does not return")
@@ -602,7 +607,9 @@ def _record(self:MuxRun, item:Item, split:str, calls:dict, priority) -> dict:
     extra = self._extras(calls)
     conf = BoundConfidence(self.conf, **extra) if extra else self.conf
     seed = [self.cfg.seed, item.index]  # within-model ties: the same draws for both calls below
-    dec = mux_one(answers, self.names, kind=kind, priority=priority, confidence=conf, tie_vote=self.cfg.tie_vote, rng=np.random.default_rng(seed), **opts)
+    dec = mux_one(answers, self.names, kind=kind, priority=priority, confidence=conf,
+                  tie_vote=self.cfg.tie_vote if priority is not None else None,  # validation questions: no priorities yet
+                  rng=np.random.default_rng(seed), **opts)
     maj = mux_one(answers, self.names, kind=kind, confidence='consistency', rng=np.random.default_rng(seed), **opts)
     right = lambda a: bool(ex.equivalent(a, item.reference))
     rec = dict(qid=item.qid, index=item.index, split=split, **{self.bench.question_field: item.text}, reference_answer=item.reference)
@@ -704,7 +711,7 @@ def summarize(records:list, # the run's records, validation and test
     usage = {m: dict(zip(('prompt_tokens', 'completion_tokens'), np.array([call_tokens(r['calls'][m]) for r in records]).sum(0).tolist())) for m in names}
     total = {k: sum(u[k] for u in usage.values()) for k in ('prompt_tokens', 'completion_tokens')}
     return dict(benchmark=cfg.benchmark, models=names, samples_per_model=cfg.k, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
-                confidence_method=cfg.confidence, tie_breaker=cfg.tie_breaker, seed=cfg.seed,
+                confidence_method=cfg.confidence, tie_breaker=cfg.tie_breaker, tie_vote=cfg.tie_vote, seed=cfg.seed,
                 n_questions=len(test), n_validation=len(records) - len(test),
                 accuracy=mean([r['is_correct'] for r in test]), correct_count=sum(r['is_correct'] for r in test), total_count=len(test),
                 single_accuracy=single, best_single_on_test=best, best_single_on_test_accuracy=single[best],

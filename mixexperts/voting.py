@@ -181,14 +181,16 @@ def vote_among_tied(scores, # float [..., M] confidence per model
                     power:float=np.inf, # a tied model's vote weighs (priority / best tied priority) ** power; ∞: no vote
                    ) -> np.ndarray:
     "Winning model per row when the models tied at the top score vote on their answers; -1 if none answered."
-    if power == np.inf: return select_model(scores, priority)
-    if not power > 0: raise MixExpertsError(f"the tie-vote power must be > 0 (or inf), got {power!r}")
+    if power is None or power == np.inf: return select_model(scores, priority)
+    if isinstance(power, bool) or not isinstance(power, (int, float, np.number)) or not power > 0:
+        raise MixExpertsError(f"the tie-vote power must be a number > 0 (or inf), got {power!r}")
     s, a = quantise(scores), np.asarray(answers)
     pr = np.broadcast_to(np.asarray(priority, np.float64), s.shape)
     if (pr < 0).any(): raise MixExpertsError("a tie vote weighs models by an accuracy: priorities must be >= 0")
     tied = (s == s.max(-1, keepdims=True)) & np.isfinite(s)
     top = np.where(tied, pr, 0).max(-1, keepdims=True)
-    w = np.where(tied & (a >= 0), (pr / np.where(top > 0, top, 1)) ** power, 0.0)  # the best tied model weighs 1
+    with np.errstate(over='ignore', invalid='ignore'):  # models that are not tied may overflow; they are masked out
+        w = np.where(tied & (a >= 0), (pr / np.where(top > 0, top, 1)) ** power, 0.0)  # the best tied model weighs 1
     support = np.zeros(s.shape)
     for m in range(s.shape[-1]): support += w[..., m:m + 1] * (a == a[..., m:m + 1])
     return select_model(np.where(tied, support, -np.inf), pr)  # most support, then priority, then model order
@@ -454,7 +456,8 @@ def _check_tie_vote(tie_vote, tie_breaker:str):
     if tie_breaker not in ('validation_accuracy', 'subject_accuracy'):
         raise MixExpertsError(f"tie_vote weighs the tied models by accuracy, so it needs tie_breaker 'validation_accuracy' "
                               f"or 'subject_accuracy', not {tie_breaker!r}")
-    if tie_vote == 'auto': return 'auto'
+    if isinstance(tie_vote, str) and tie_vote == 'auto': return 'auto'
+    if isinstance(tie_vote, bool): raise MixExpertsError(f"tie_vote must be a power > 0, inf or 'auto', got {tie_vote!r}")
     try: g = float(tie_vote)
     except (TypeError, ValueError): g = float('nan')
     if not g > 0: raise MixExpertsError(f"tie_vote must be a power > 0, inf or 'auto', got {tie_vote!r}")
@@ -549,6 +552,8 @@ def _decide(self:MuxSimulation, idx:np.ndarray, power:float|None) -> tuple:
     ok = np.take_along_axis(self.answer_correct[..., idx], np.maximum(w, 0)[..., None], -1)[..., 0] & (w >= 0)
     return np.where(w >= 0, idx[np.maximum(w, 0)], -1), ok
 
+def _finite(power): return None if power is None or power == np.inf else power  # JSON has no ∞: no vote = null
+
 @patch
 def vote_power(self:MuxSimulation, models=None) -> float|None:
     "The tie-vote power over `models`: None (no vote), as given, or for 'auto' the TIE_VOTE_GRID value best on validation."
@@ -634,7 +639,7 @@ def report(self:MuxSimulation, models=None) -> pd.DataFrame:
 # %% ../nbs/05_voting.ipynb #e99c977a
 @patch
 def with_tie_breaker(self:MuxSimulation, tie_breaker:str, tie_vote=None) -> MuxSimulation:
-    "The same samples and scores under another tie-breaker and tie vote (a shallow copy)."
+    "The same samples and scores under another tie-breaker and tie vote (a shallow copy; `tie_vote=None`: no vote)."
     if tie_breaker not in TIE_BREAKERS: raise MixExpertsError(f"unknown tie_breaker {tie_breaker!r}; choose from {TIE_BREAKERS}")
     new = copy.copy(self)
     new.tie_breaker, new.tie_vote, new._vote_powers = tie_breaker, _check_tie_vote(tie_vote, tie_breaker), {}
@@ -767,7 +772,7 @@ def search_subsets(sim:MuxSimulation, # a simulation (the search reads its valid
         for r in rows:
             r['priority_rule_accuracy'] = r['validation_accuracy']
             r['validation_accuracy'] = float(sim.rate(sim.mux(r['models'])[1], 'validation').mean())
-            r['tie_vote'] = sim.vote_power(r['models'])
+            r['tie_vote'] = _finite(sim.vote_power(r['models']))  # None: the plain rule won
     by_size = pd.DataFrame(rows).set_index('size')
     best = by_size['validation_accuracy'].idxmax()  # per-size winners compared by validation MUX accuracy (first = smallest on ties)
     return SubsetResult(by_size.loc[best, 'models'], objective, float(by_size.loc[best, 'validation_accuracy']),
@@ -795,12 +800,12 @@ def mux_table(source, # a ChoiceSource, SampleSet or ResultsMatrix
             name = tb if vote is None else f'{tb} + vote'
             c = sim.mux()[1]
             rows.append(dict(k=k, method=f'MUX ({name}, all models)', test=sim.rate(c).mean(), test_std=sim.rate(c).std(),
-                             validation=sim.rate(c, 'validation').mean(), tie_vote=sim.vote_power()))
+                             validation=sim.rate(c, 'validation').mean(), tie_vote=_finite(sim.vote_power())))
             if subset_search:
                 res = search_subsets(sim, **(search_options or {}))
                 c = sim.mux(res.models)[1]
                 rows.append(dict(k=k, method=f'MUX ({name}, subset search)', test=sim.rate(c).mean(), test_std=sim.rate(c).std(),
-                                 validation=res.validation_accuracy, subset=res.models, tie_vote=sim.vote_power(res.models)))
+                                 validation=res.validation_accuracy, subset=res.models, tie_vote=_finite(sim.vote_power(res.models))))
             if rep is not None:
                 rows += [dict(k=k, method=m, test=r['test'], test_std=r['test_std'], validation=r['validation'])
                          for m, r in rep.drop(index='MUX').iterrows()]
@@ -842,8 +847,6 @@ def _search(a, sim) -> SubsetResult:
     return search_subsets(sim, sizes=(a.min_size, a.max_size), objective=a.objective, lam=a.lam,
                           robust_level=a.robust_level, method=a.method)
 
-def _finite(power): return None if power is None or power == np.inf else power  # JSON has no ∞: no vote = null
-
 def mux_summary(sim:MuxSimulation, subset:SubsetResult|None=None, rep:pd.DataFrame|None=None) -> dict:
     "The JSON-ready numbers of one simulation (test-half accuracies), over the searched subset if given."
     if rep is None: rep = sim.report(subset.models if subset else None)
@@ -881,6 +884,11 @@ def cmd_mux_simulate(a, load):
     print(rep.round(4).to_string())
     print(f"({s['seconds']} s)")
 
+def _json_value(v):
+    "A table cell as JSON allows it: numpy scalars unwrapped, NaN and ±∞ as null."
+    v = v.item() if hasattr(v, 'item') else v
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
 def cmd_mux_search(a, load):
     "Search model subsets on the validation half; print the best per size and the chosen subset's test accuracy."
     t0 = time.perf_counter()
@@ -890,7 +898,7 @@ def cmd_mux_search(a, load):
     by = res.by_size.reset_index()
     out = dict(subset=res.models, objective=res.objective, validation_accuracy=res.validation_accuracy,
                test_accuracy=float(test.mean()), test_accuracy_std=float(test.std()), n_evaluated=res.n_evaluated,
-               best_by_size={int(r['size']): {k: (v.item() if hasattr(v, 'item') else v) for k, v in r.items() if k != 'size'}
+               best_by_size={int(r['size']): {k: _json_value(v) for k, v in r.items() if k != 'size'}
                              for _, r in by.iterrows()},
                seconds=round(time.perf_counter() - t0, 3))
     if a.json: print(json.dumps(out)); return

@@ -97,6 +97,23 @@ def test_empty_whitespace_and_unextractable_answers_are_misses(tmp_path):
     assert (none['final_answer'], none['is_correct'], none['all_agree']) == (None, False, False)
 
 
+def test_tie_vote_live_records(tmp_path):
+    # validation questions are decided before any priority exists; test questions then use the vote
+    cfg = MuxRunConfig.from_dict({**TINY, 'models': ['a', 'b', 'c'], 'tie_breaker': 'validation_accuracy', 'n_validation': 2,
+                                  'tie_vote': 8})
+    run = MuxRun(cfg, tmp_path)
+    item = Item('gsm8k:0', 0, 'How many?', '18')
+    comp = lambda texts: dict(prompt='p', style='chat', completions=[Completion(t, 5, 1) for t in texts],
+                              extracted=[get_benchmark('gsm8k').extract(item, t, 'chat') for t in texts])
+    calls = {'a': comp(['#### 17'] * 2), 'b': comp(['#### 18'] * 2), 'c': comp(['#### 18'] * 2)}  # all unanimous
+    val = run._record(item, 'validation', calls, None)
+    assert val['model_answers'] == {'a': '17', 'b': '18', 'c': '18'}
+    acc = np.array([0.80, 0.78, 0.76])  # a is best, but b and c agree and are nearly as good
+    assert run._record(item, 'test', calls, acc)['final_answer'] == '18'
+    plain = MuxRun(dataclasses.replace(cfg, tie_vote=None), tmp_path / 'plain')
+    assert plain._record(item, 'test', calls, acc)['final_answer'] == '17'
+
+
 def test_unextractable_real_answers_are_counted(done):
     # six tokens per answer: SmolLM2 rarely reaches a number, and each such sample is a counted miss, not an error
     out, s, n_calls = done

@@ -316,6 +316,21 @@ def test_cli_simulate_json_with_default_loader():
     assert j['n_questions'] == 1221 and 2 <= len(j['subset']) <= 3 and 0 < j['accuracy'] <= j['oracle_accuracy']
 
 
+@pytest.mark.parametrize('vote', ['inf', 'auto', '4'])
+def test_cli_tie_vote_prints_strict_json(arc_small, vote):
+    def load_args(p): p.add_argument('dir'); p.add_argument('--models', nargs='+'); p.add_argument('--exclude-models', nargs='+')
+    strict = lambda s: json.loads(s, parse_constant=lambda c: pytest.fail(f'not JSON: {c}'))
+    for action in ('search', 'simulate'):
+        extra = ['--subset-search'] if action == 'simulate' else []
+        code, out, err = run_cli('mux', action, 'x', '--k', '3', '--trials', '2', '--max-size', '3', '--tie-breaker', 'validation_accuracy',
+                                 '--tie-vote', vote, '--json', *extra, load_args=load_args, load=lambda a: arc_small)
+        assert code == 0, err
+        j = strict(out)
+        want = {'inf': {None}, '4': {4.0}, 'auto': {None, *TIE_VOTE_GRID[1:]}}[vote]  # 'auto' may keep the plain rule (null)
+        if action == 'simulate': assert j['tie_vote_power'] in want
+        else: assert all(r['tie_vote'] is None or r['tie_vote'] > 0 for r in j['best_by_size'].values())
+
+
 def test_cli_with_injected_loader_and_npz(tmp_path, arc_small):
     calls = []
     def load_args(p): p.add_argument('dir'); p.add_argument('--models', nargs='+'); p.add_argument('--exclude-models', nargs='+')
