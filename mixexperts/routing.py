@@ -19,12 +19,12 @@ __all__ = ['MMLU_ARC_POOL_EXCLUDE', 'DEFAULT_ENCODER', 'ROUTERS', 'LAZY_ROUTERS'
            'align_models', 'Router', 'routed_correct', 'inner_split', 'BestSingleRouter', 'RandomRouter',
            'OracleRouter', 'train_head', 'head_predict', 'EmbeddingRouter', 'subject_accuracy', 'SubjectRouter',
            'SubjectClassifierRouter', 'QueryLabelRouter', 'KNNRouter', 'LogisticRouter', 'MLPRouter', 'MFRouter',
-           'BlendRouter', 'parse_size', 'read_costs', 'model_costs', 'cost_picks', 'cost_curve', 'CostAwareRouter',
-           'kfold_splits', 'resolve_routers', 'CVResult', 'cross_validate', 'upper_hull', 'aiq', 'two_model_curve',
-           'apgr', 'cpt', 'cv_two_model', 'plot_cost_curves', 'plot_two_model', 'prompt_text', 'RoutedBackend',
-           'route_generate', 'parse_pairs', 'backend_for', 'load_routed_backend', 'add_routers', 'read_route_config',
-           'check_config_models', 'parse_params', 'cmd_route_train', 'cmd_route_eval', 'cmd_route_predict',
-           'add_route_commands']
+           'tfidf_features', 'TfidfRouter', 'BlendRouter', 'parse_size', 'read_costs', 'model_costs', 'cost_picks',
+           'cost_curve', 'CostAwareRouter', 'kfold_splits', 'resolve_routers', 'CVResult', 'cross_validate',
+           'upper_hull', 'aiq', 'two_model_curve', 'apgr', 'cpt', 'cv_two_model', 'plot_cost_curves', 'plot_two_model',
+           'prompt_text', 'RoutedBackend', 'route_generate', 'parse_pairs', 'backend_for', 'load_routed_backend',
+           'add_routers', 'read_route_config', 'check_config_models', 'parse_params', 'cmd_route_train',
+           'cmd_route_eval', 'cmd_route_predict', 'add_route_commands']
 
 # %% ../nbs/04_routing.ipynb #e3e6da46
 MMLU_ARC_POOL_EXCLUDE = ['Qwen__Qwen2.5-14B-Instruct', 'AdaptLLM__finance-LLM', 'AdaptLLM__law-LLM',
@@ -681,6 +681,63 @@ class MFRouter(EmbeddingRouter):
     def _state(self): return dict(self.state)
     def _set_state(self, arrays): self.state = dict(arrays)
 
+# %% ../nbs/04_routing.ipynb #e8b2d3f5
+def tfidf_features(texts:list, # router texts
+                   vocab:dict, # term -> column
+                   idf:np.ndarray, # float [terms] inverse document frequencies
+                   ngram:int=2, # longest word n-gram
+                  ):
+    "Sparse [n, terms] TF-IDF rows: (1 + log tf) × idf, L2-normalised — scikit-learn's TfidfVectorizer maths on a saved vocabulary."
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.preprocessing import normalize
+    X = CountVectorizer(vocabulary=vocab, ngram_range=(1, ngram)).transform(texts).astype(np.float64)
+    X.data = 1 + np.log(X.data)
+    return normalize(X.multiply(np.asarray(idf)[None]).tocsr())
+
+def _logit(p): return float(np.log(p / (1 - p)))
+
+@register_router('tfidf')
+class TfidfRouter(Router):
+    "One logistic regression per model on TF-IDF word and word-pair features of the router text (no encoder)."
+    grid = {'C': [0.03, 0.1, 0.3]}
+    def __init__(self, C='auto', # inverse L2 strength of each model's logistic regression
+                 max_features:int=30000, # vocabulary: the most frequent terms of the training texts
+                 ngram:int=2, # longest word n-gram
+                 min_df:int=2, # a term must occur in at least this many training texts
+                 seed:int=0):
+        self._keep(locals())
+
+    def _fit(self, train):
+        from sklearn.feature_extraction.text import CountVectorizer
+        from sklearn.linear_model import LogisticRegression
+        p, texts = self.params, train.questions['text'].tolist()
+        counts = CountVectorizer(ngram_range=(1, p['ngram']), min_df=min(p['min_df'], len(texts)), max_features=p['max_features'])
+        df = (counts.fit_transform(texts) > 0).sum(0).A1
+        self.vocab = {t: int(i) for t, i in counts.vocabulary_.items()}
+        self.idf = np.log((1 + len(texts)) / (1 + df)) + 1
+        X = tfidf_features(texts, self.vocab, self.idf, p['ngram'])
+        Y = np.asarray(train.correct, np.float64)
+        self.W, self.b = np.zeros((Y.shape[1], X.shape[1]), np.float32), np.zeros(Y.shape[1])
+        for m in range(Y.shape[1]):
+            known = ~np.isnan(Y[:, m])
+            y = Y[known, m] > 0.5
+            if y.all() or not y.any():  # one class only: a constant, the model's training accuracy
+                self.b[m] = _logit(np.clip(y.mean() if len(y) else 0.5, 1e-3, 1 - 1e-3)); continue
+            lr = LogisticRegression(C=float(p['C']), solver='liblinear', max_iter=500, random_state=p['seed']).fit(X[known], y)
+            self.W[m], self.b[m] = lr.coef_[0], lr.intercept_[0]
+
+    def _scores(self, texts, subjects):
+        z = np.asarray(tfidf_features(texts, self.vocab, self.idf, self.params['ngram']) @ self.W.T.astype(np.float64)) + self.b
+        return 1 / (1 + np.exp(-z))
+
+    def _state(self): return dict(W=self.W, b=self.b, idf=self.idf)
+    def _set_state(self, arrays): self.W, self.b, self.idf = arrays['W'], arrays['b'], arrays['idf']
+    def _save_extra(self, folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json({'terms': sorted(self.vocab, key=self.vocab.get)}, folder/'vocabulary.json', force=True)
+    def _load_extra(self, folder):
+        self.vocab = {t: i for i, t in enumerate(read_json(folder/'vocabulary.json')['terms'])}
+
 # %% ../nbs/04_routing.ipynb #d4b5363a
 def _member_spec(spec) -> tuple:
     "(name, params) from a router name, a `{'router': name, **params}` dict or a `(name, params)` pair."
@@ -890,7 +947,7 @@ def kfold_splits(rm:ResultsMatrix, folds:int=5, seed:int=0, by:str='subject') ->
         except ValueError: return list(KFold(folds, shuffle=True, random_state=seed).split(pos))
 
 DEFAULT_ROUTERS = ['best_single', 'random', 'oracle', 'subject', 'subject_clf', 'query_label', 'knn', 'logistic', 'mlp', 'mf',
-                   'blend', 'cost_aware']
+                   'tfidf', 'blend', 'cost_aware']
 
 def resolve_routers(routers=None) -> dict:
     "{label: (name, params)} from None (the defaults), 'a,b', a list of names/specs, or {label: spec}."

@@ -12,7 +12,7 @@ from mixexperts.routing import (ROUTERS, CVResult, EmbeddingStore, RoutedBackend
                                 kfold_splits, model_costs, parse_size, pick, route_generate, routed_correct, router_names,
                                 two_model_curve, upper_hull)
 
-FAST = ['best_single', 'random', 'subject', 'subject_clf', 'query_label', 'knn', 'logistic', 'mlp', 'mf', 'blend', 'cost_aware']
+FAST = ['best_single', 'random', 'subject', 'subject_clf', 'query_label', 'knn', 'logistic', 'mlp', 'mf', 'tfidf', 'blend', 'cost_aware']
 QUICK = {'query_label': {'weight_decay': 1e-4, 'steps': 60}, 'knn': {'k': 10, 'tau': 0.0}, 'logistic': {'weight_decay': 1e-4, 'steps': 60},
          'mlp': {'weight_decay': 1e-4, 'steps': 60, 'hidden': 16}, 'mf': {'weight_decay': 1e-5, 'steps': 60, 'dim': 8},
          'blend': {'members': ['subject', {'router': 'knn', 'k': 10, 'tau': 0.0}], 'weights': [0.5, 0.5]},
@@ -121,13 +121,24 @@ def test_fit_never_reads_held_out_rows(mmlu_small, split):
     other = mmlu_small.subset(np.arange(mmlu_small.n_questions))
     other.correct = mmlu_small.correct.copy()
     other.correct[te] = 1 - other.correct[te]
-    for name, params in [('knn', {}), ('blend', {'members': ['subject', {'router': 'knn', 'k': 10, 'tau': 0.0}]}),
+    for name, params in [('knn', {}), ('tfidf', {}), ('blend', {'members': ['subject', {'router': 'knn', 'k': 10, 'tau': 0.0}]}),
                          ('cost_aware', {'base': {'router': 'knn', 'k': 10, 'tau': 0.0}})]:
         a = get_router(name, **params).fit(mmlu_small, tr)
         b = get_router(name, **params).fit(other, tr)
         assert a.params == b.params and a.meta['tuned'] == b.meta['tuned']
         test = mmlu_small.subset(te)
         assert np.array_equal(a.route_matrix(test).scores, b.route_matrix(test).scores)
+
+
+def test_tfidf_with_a_one_class_model(mmlu_small, split):
+    "A model right on every training question gets a constant score, not a fitting error."
+    tr, te = split
+    rm = mmlu_small.subset(np.arange(mmlu_small.n_questions))
+    rm.correct = mmlu_small.correct.copy()
+    rm.correct[:, 0] = 1.0
+    r = get_router('tfidf', C=0.1).fit(rm, tr)
+    s = r.route_matrix(rm.subset(te)).scores
+    assert np.allclose(s[:, 0], s[0, 0]) and s[0, 0] > 0.99 and s[:, 1:].std(0).min() > 0
 
 
 def test_subject_table_and_known_subjects(mmlu_small, split):
