@@ -712,7 +712,9 @@ class TfidfRouter(Router):
         from sklearn.linear_model import LogisticRegression
         p, texts = self.params, train.questions['text'].tolist()
         counts = CountVectorizer(ngram_range=(1, p['ngram']), min_df=min(p['min_df'], len(texts)), max_features=p['max_features'])
-        df = (counts.fit_transform(texts) > 0).sum(0).A1
+        try: df = (counts.fit_transform(texts) > 0).sum(0).A1
+        except ValueError as e:  # scikit-learn's "no terms remain" / "empty vocabulary"
+            raise MixExpertsError(f"tfidf router: no term of the {len(texts)} training texts is left ({e}); lower min_df") from None
         self.vocab = {t: int(i) for t, i in counts.vocabulary_.items()}
         self.idf = np.log((1 + len(texts)) / (1 + df)) + 1
         X = tfidf_features(texts, self.vocab, self.idf, p['ngram'])
