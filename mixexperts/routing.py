@@ -19,12 +19,12 @@ __all__ = ['MMLU_ARC_POOL_EXCLUDE', 'DEFAULT_ENCODER', 'ROUTERS', 'LAZY_ROUTERS'
            'align_models', 'Router', 'routed_correct', 'inner_split', 'BestSingleRouter', 'RandomRouter',
            'OracleRouter', 'train_head', 'head_predict', 'EmbeddingRouter', 'subject_accuracy', 'SubjectRouter',
            'SubjectClassifierRouter', 'QueryLabelRouter', 'KNNRouter', 'LogisticRouter', 'MLPRouter', 'MFRouter',
-           'tfidf_features', 'TfidfRouter', 'BlendRouter', 'parse_size', 'read_costs', 'model_costs', 'cost_picks',
-           'cost_curve', 'CostAwareRouter', 'kfold_splits', 'resolve_routers', 'CVResult', 'cross_validate',
-           'upper_hull', 'aiq', 'two_model_curve', 'apgr', 'cpt', 'cv_two_model', 'plot_cost_curves', 'plot_two_model',
-           'prompt_text', 'RoutedBackend', 'route_generate', 'parse_pairs', 'backend_for', 'load_routed_backend',
-           'add_routers', 'read_route_config', 'check_config_models', 'parse_params', 'cmd_route_train',
-           'cmd_route_eval', 'cmd_route_predict', 'add_route_commands']
+           'tfidf_features', 'tfidf_vocabulary', 'TfidfRouter', 'BlendRouter', 'parse_size', 'read_costs',
+           'model_costs', 'cost_picks', 'cost_curve', 'CostAwareRouter', 'kfold_splits', 'resolve_routers', 'CVResult',
+           'cross_validate', 'upper_hull', 'aiq', 'two_model_curve', 'apgr', 'cpt', 'cv_two_model', 'plot_cost_curves',
+           'plot_two_model', 'prompt_text', 'RoutedBackend', 'route_generate', 'parse_pairs', 'backend_for',
+           'load_routed_backend', 'add_routers', 'read_route_config', 'check_config_models', 'parse_params',
+           'cmd_route_train', 'cmd_route_eval', 'cmd_route_predict', 'add_route_commands']
 
 # %% ../nbs/04_routing.ipynb #e3e6da46
 MMLU_ARC_POOL_EXCLUDE = ['Qwen__Qwen2.5-14B-Instruct', 'AdaptLLM__finance-LLM', 'AdaptLLM__law-LLM',
@@ -694,6 +694,17 @@ def tfidf_features(texts:list, # router texts
     X.data = 1 + np.log(X.data)
     return normalize(X.multiply(np.asarray(idf)[None]).tocsr())
 
+def tfidf_vocabulary(texts:list, # training texts
+                     ngram:int=2, min_df:int=2, max_features:int=30000,
+                    ) -> tuple:
+    "`(vocab, idf)` of the training texts: terms in at least `min_df` texts, the `max_features` most frequent, smoothed idf."
+    from sklearn.feature_extraction.text import CountVectorizer
+    counts = CountVectorizer(ngram_range=(1, ngram), min_df=min(min_df, len(texts)), max_features=max_features)
+    try: df = (counts.fit_transform(texts) > 0).sum(0).A1
+    except ValueError as e:  # scikit-learn's "no terms remain" / "empty vocabulary"
+        raise MixExpertsError(f"tfidf router: no term of the {len(texts)} training texts is left ({e}); lower min_df") from None
+    return {t: int(i) for t, i in counts.vocabulary_.items()}, np.log((1 + len(texts)) / (1 + df)) + 1
+
 def _logit(p): return float(np.log(p / (1 - p)))
 
 @register_router('tfidf')
@@ -708,29 +719,29 @@ class TfidfRouter(Router):
         self._keep(locals())
 
     def _fit(self, train):
-        from sklearn.feature_extraction.text import CountVectorizer
         from sklearn.linear_model import LogisticRegression
         p, texts = self.params, train.questions['text'].tolist()
-        counts = CountVectorizer(ngram_range=(1, p['ngram']), min_df=min(p['min_df'], len(texts)), max_features=p['max_features'])
-        try: df = (counts.fit_transform(texts) > 0).sum(0).A1
-        except ValueError as e:  # scikit-learn's "no terms remain" / "empty vocabulary"
-            raise MixExpertsError(f"tfidf router: no term of the {len(texts)} training texts is left ({e}); lower min_df") from None
-        self.vocab = {t: int(i) for t, i in counts.vocabulary_.items()}
-        self.idf = np.log((1 + len(texts)) / (1 + df)) + 1
+        self.vocab, self.idf = tfidf_vocabulary(texts, p['ngram'], p['min_df'], p['max_features'])
         X = tfidf_features(texts, self.vocab, self.idf, p['ngram'])
         Y = np.asarray(train.correct, np.float64)
         self.W, self.b = np.zeros((Y.shape[1], X.shape[1]), np.float32), np.zeros(Y.shape[1])
         for m in range(Y.shape[1]):
             known = ~np.isnan(Y[:, m])
-            y = Y[known, m] > 0.5
-            if y.all() or not y.any():  # one class only: a constant, the model's training accuracy
-                self.b[m] = _logit(np.clip(y.mean() if len(y) else 0.5, 1e-3, 1 - 1e-3)); continue
-            lr = LogisticRegression(C=float(p['C']), solver='liblinear', max_iter=500, random_state=p['seed']).fit(X[known], y)
+            t = np.clip(Y[known, m], 0, 1)
+            if not len(t): self.b[m] = np.nan; continue  # no training answer: NaN scores, never chosen
+            if (t == 1).all() or (t == 0).all():  # one class: a constant, the smoothed accuracy (k + 1) / (n + 2)
+                self.b[m] = _logit((t.sum() + 1) / (len(t) + 2)); continue
+            Xm, ym, wm = X[known], t, None
+            if not np.isin(t, (0, 1)).all():  # partial credit: each question once as right and once as wrong, weighted
+                import scipy.sparse as sp
+                Xm, ym, wm = sp.vstack([Xm, Xm]), np.r_[np.ones(len(t)), np.zeros(len(t))], np.r_[t, 1 - t]
+            lr = LogisticRegression(C=float(p['C']), solver='liblinear', max_iter=500, random_state=p['seed'])
+            lr.fit(Xm, ym.astype(int), sample_weight=wm)
             self.W[m], self.b[m] = lr.coef_[0], lr.intercept_[0]
 
     def _scores(self, texts, subjects):
-        z = np.asarray(tfidf_features(texts, self.vocab, self.idf, self.params['ngram']) @ self.W.T.astype(np.float64)) + self.b
-        return 1 / (1 + np.exp(-z))
+        from scipy.special import expit
+        return expit(np.asarray(tfidf_features(texts, self.vocab, self.idf, self.params['ngram']) @ self.W.T.astype(np.float64)) + self.b)
 
     def _state(self): return dict(W=self.W, b=self.b, idf=self.idf)
     def _set_state(self, arrays): self.W, self.b, self.idf = arrays['W'], arrays['b'], arrays['idf']

@@ -130,15 +130,22 @@ def test_fit_never_reads_held_out_rows(mmlu_small, split):
         assert np.array_equal(a.route_matrix(test).scores, b.route_matrix(test).scores)
 
 
-def test_tfidf_with_a_one_class_model(mmlu_small, split):
-    "A model right on every training question gets a constant score, not a fitting error."
+def test_tfidf_odd_correctness_columns(mmlu_small, split):
+    "One-class, nearly unknown, unknown and partial-credit columns: smoothed constants, never-chosen NaN, soft targets."
     tr, te = split
     rm = mmlu_small.subset(np.arange(mmlu_small.n_questions))
-    rm.correct = mmlu_small.correct.copy()
-    rm.correct[:, 0] = 1.0
+    Y = mmlu_small.correct.copy()
+    Y[:, 0] = 1.0                                   # right on every question
+    Y[:, 1] = np.nan; Y[tr[:3], 1] = 1.0            # known on three training questions only, all right
+    Y[:, 2] = np.nan                                # never answered
+    Y[:, 3] = np.where(Y[:, 3] > 0.5, 0.75, 0.25)  # partial credit
+    rm.correct = Y
     r = get_router('tfidf', C=0.1).fit(rm, tr)
     s = r.route_matrix(rm.subset(te)).scores
-    assert np.allclose(s[:, 0], s[0, 0]) and s[0, 0] > 0.99 and s[:, 1:].std(0).min() > 0
+    assert np.allclose(s[:, 0], (len(tr) + 1) / (len(tr) + 2))  # smoothed accuracy, a constant
+    assert np.allclose(s[:, 1], 4 / 5)                         # (3 + 1) / (3 + 2): three lucky answers do not win everything
+    assert np.isnan(s[:, 2]).all() and (r.route_matrix(rm.subset(te)).index != 2).all()
+    assert 0.2 < s[:, 3].min() and s[:, 3].max() < 0.8 and s[:, 3].std() > 0  # soft targets stay inside (0.25, 0.75)-ish
 
 
 def test_subject_table_and_known_subjects(mmlu_small, split):
