@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from .core import *
 from .extract import EXTRACTORS, LETTERS, get_extractor
 from .backends import Backend, mmlu_prompt, resolve_model
-from .voting import CONFIDENCE, Confidence, SampleSet, get_confidence, mux_one, register_confidence, tie_priority, _check_tie_vote
+from .voting import CONFIDENCE, Confidence, SampleSet, get_confidence, mux_one, register_confidence, tie_priority, check_tie_vote
 
 # %% auto #0
 __all__ = ['BENCHMARKS', 'STYLES', 'LIVE_TIE_BREAKERS', 'VERBALIZED_QUESTION', 'RUN_FILES', 'SPLITS', 'QUESTION_FIELDS',
@@ -248,14 +248,7 @@ class MuxRunConfig:
         if self.temperature < 0: raise MixExpertsError(f"temperature must be >= 0, got {self.temperature}")
         if self.tie_breaker not in LIVE_TIE_BREAKERS:
             raise MixExpertsError(f"tie_breaker {self.tie_breaker!r} is not available live; choose from {LIVE_TIE_BREAKERS}")
-        if self.tie_vote is not None:
-            if isinstance(self.tie_vote, str) and self.tie_vote == 'auto':
-                raise MixExpertsError("tie_vote 'auto' is offline only (it chooses γ on a large validation half); give a power, e.g. 8")
-            if self.tie_breaker != 'validation_accuracy':
-                raise MixExpertsError(f"tie_vote weighs the tied models by validation accuracy, so it needs tie_breaker "
-                                      f"'validation_accuracy', not {self.tie_breaker!r}")
-            g = _check_tie_vote(self.tie_vote, self.tie_breaker)
-            self.tie_vote = None if g == float('inf') else g  # ∞ is the plain tie-break
+        self.tie_vote = check_tie_vote(self.tie_vote, self.tie_breaker, ('validation_accuracy',), auto=False)
         conf = get_confidence(self.confidence, **self.confidence_options)
         if 'logprobs' in conf.needs:
             raise MixExpertsError(f"confidence {self.confidence!r} needs token log-probabilities, which the backends' generate does not return")

@@ -705,8 +705,6 @@ def tfidf_vocabulary(texts:list, # training texts
         raise MixExpertsError(f"tfidf router: no term of the {len(texts)} training texts is left ({e}); lower min_df") from None
     return {t: int(i) for t, i in counts.vocabulary_.items()}, np.log((1 + len(texts)) / (1 + df)) + 1
 
-def _logit(p): return float(np.log(p / (1 - p)))
-
 @register_router('tfidf')
 class TfidfRouter(Router):
     "One logistic regression per model on TF-IDF word and word-pair features of the router text (no encoder)."
@@ -720,6 +718,7 @@ class TfidfRouter(Router):
 
     def _fit(self, train):
         from sklearn.linear_model import LogisticRegression
+        from scipy.special import logit
         p, texts = self.params, train.questions['text'].tolist()
         self.vocab, self.idf = tfidf_vocabulary(texts, p['ngram'], p['min_df'], p['max_features'])
         X = tfidf_features(texts, self.vocab, self.idf, p['ngram'])
@@ -730,7 +729,7 @@ class TfidfRouter(Router):
             t = np.clip(Y[known, m], 0, 1)
             if not len(t): self.b[m] = np.nan; continue  # no training answer: NaN scores, never chosen
             if (t == 1).all() or (t == 0).all():  # one class: a constant, the smoothed accuracy (k + 1) / (n + 2)
-                self.b[m] = _logit((t.sum() + 1) / (len(t) + 2)); continue
+                self.b[m] = logit((t.sum() + 1) / (len(t) + 2)); continue
             Xm, ym, wm = X[known], t, None
             if not np.isin(t, (0, 1)).all():  # partial credit: each question once as right and once as wrong, weighted
                 import scipy.sparse as sp

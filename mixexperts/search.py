@@ -593,10 +593,11 @@ def eval_device(i:int=0) -> str:
 def make_slot(template:LoraAdapter, base:str|None, needs_model:bool, batch_size:int, engine:str='hf', worker:int=0):
     "The candidate slot of one evaluation process: HF hot-swap on `eval_device(worker)`, or a vLLM multi-LoRA engine."
     if engine not in ENGINES: raise MixExpertsError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+    device = eval_device(worker)
     if engine == 'vllm':
-        if eval_device(worker).startswith('cuda'): os.environ['CUDA_VISIBLE_DEVICES'] = eval_device(worker).split(':')[1]
+        if device.startswith('cuda'): os.environ['CUDA_VISIBLE_DEVICES'] = device.split(':')[1]
         return VLLMSlot(template, base, needs_model)
-    return AdapterSlot(template, base, needs_model, batch_size, device=eval_device(worker))
+    return AdapterSlot(template, base, needs_model, batch_size, device=device)
 
 def _registry_base(ad:LoraAdapter) -> str:
     "The base model of an adapter: its expert.json's registry name if made by make_experts, else the config's."
@@ -769,9 +770,9 @@ class Search:
         same = lambda c: {k: v for k, v in {**json.loads(json.dumps(SEARCH_CONFIG_KEYS)), **c}.items() if k != 'workers'}  # runs from before a key existed have its default
         if resume:
             if not (self.out/'config.json').exists(): raise DataNotFoundError(f"{self.out} is not a search run folder (no config.json) to resume")
-            saved = read_json(self.out/'config.json')
-            if same(saved) != same(json.loads(json.dumps(cfg))):
-                diff = next(k for k in cfg if k != 'workers' and same(saved).get(k) != json.loads(json.dumps(cfg[k])))
+            saved, now = same(read_json(self.out/'config.json')), same(json.loads(json.dumps(cfg)))
+            if saved != now:
+                diff = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))[0]
                 raise MixExpertsError(f"{self.out} was run with another config ({diff!r} differs); resume it with the same config")
             self.state = load_checkpoint(self.out)
         elif self.out.exists(): raise OutputExistsError(f"{self.out} already exists; pass --resume (resume=True) to continue that run, or choose another folder")

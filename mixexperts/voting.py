@@ -18,8 +18,9 @@ from .results import ResultsMatrix, load_results
 __all__ = ['CONFIDENCE', 'LAZY_CONFIDENCE', 'TIE_BREAKERS', 'TIE_VOTE_GRID', 'Tally', 'tally', 'register_confidence',
            'Confidence', 'get_confidence', 'Consistency', 'LogprobConfidence', 'aggregate_logprobs', 'quantise',
            'select_model', 'vote_among_tied', 'mux_answer', 'ChoiceSource', 'SampleSet', 'encode_answers', 'mux_one',
-           'split_validation', 'tie_priority', 'MuxSimulation', 'SubsetBits', 'SubsetResult', 'search_subsets',
-           'mux_table', 'plot_mux_table', 'mux_summary', 'cmd_mux_simulate', 'cmd_mux_search', 'add_mux_commands']
+           'split_validation', 'tie_priority', 'check_tie_vote', 'MuxSimulation', 'SubsetBits', 'SubsetResult',
+           'search_subsets', 'mux_table', 'plot_mux_table', 'mux_summary', 'cmd_mux_simulate', 'cmd_mux_search',
+           'add_mux_commands']
 
 # %% ../nbs/05_voting.ipynb #eea23a11
 @dataclass
@@ -412,7 +413,7 @@ def mux_one(answers:list, # per model, its k extracted answers (str or None)
     score, ans = get_confidence(confidence).score(t, **extra)
     if tie_vote is not None and priority is None: raise MixExpertsError("tie_vote weighs models by their priority (accuracy): give priority")
     pr = -np.arange(len(models)) if priority is None else priority
-    w = int(vote_among_tied(score, ans, pr, np.inf if tie_vote is None else tie_vote)[0])
+    w = int(vote_among_tied(score, ans, pr, tie_vote)[0])
     pick = lambda i: reps[i] if i >= 0 else None
     return dict(model=models[w] if w >= 0 else None, answer=pick(int(ans[0, w])) if w >= 0 else None,
                 scores=dict(zip(models, score[0].tolist())), answers=dict(zip(models, [pick(int(i)) for i in ans[0]])))
@@ -450,18 +451,24 @@ def tie_priority(tie_breaker:str, # one of TIE_BREAKERS
         return np.asarray(subject_accuracy, np.float64) + 1e-7 * np.asarray(val_accuracy, np.float64)
     raise MixExpertsError(f"unknown tie_breaker {tie_breaker!r}; choose from {TIE_BREAKERS}")
 
-def _check_tie_vote(tie_vote, tie_breaker:str):
-    "The tie-vote setting: None, 'auto' or a power > 0."
+def check_tie_vote(tie_vote, # None, 'auto', or a power (number or numeric string; inf = no vote)
+                   tie_breaker:str, # the tie-breaker whose accuracies weigh the votes
+                   tie_breakers:tuple=('validation_accuracy', 'subject_accuracy'), # those that have accuracies here
+                   auto:bool=True, # whether 'auto' (γ chosen on a validation half) is available
+                  ):
+    "The tie-vote setting as None (no vote), 'auto' or a finite power > 0."
     if tie_vote is None: return None
-    if tie_breaker not in ('validation_accuracy', 'subject_accuracy'):
-        raise MixExpertsError(f"tie_vote weighs the tied models by accuracy, so it needs tie_breaker 'validation_accuracy' "
-                              f"or 'subject_accuracy', not {tie_breaker!r}")
-    if isinstance(tie_vote, str) and tie_vote == 'auto': return 'auto'
+    if tie_breaker not in tie_breakers:
+        raise MixExpertsError(f"tie_vote weighs the tied models by accuracy, so it needs tie_breaker "
+                              f"{' or '.join(map(repr, tie_breakers))}, not {tie_breaker!r}")
+    if isinstance(tie_vote, str) and tie_vote == 'auto':
+        if auto: return 'auto'
+        raise MixExpertsError("tie_vote 'auto' is offline only (it chooses γ on a large validation half); give a power, e.g. 8")
     if isinstance(tie_vote, bool): raise MixExpertsError(f"tie_vote must be a power > 0, inf or 'auto', got {tie_vote!r}")
     try: g = float(tie_vote)
     except (TypeError, ValueError): g = float('nan')
     if not g > 0: raise MixExpertsError(f"tie_vote must be a power > 0, inf or 'auto', got {tie_vote!r}")
-    return g
+    return None if g == np.inf else g  # ∞ is the plain tie-break
 
 # %% ../nbs/05_voting.ipynb #e8eecb67
 class MuxSimulation:
@@ -482,7 +489,7 @@ class MuxSimulation:
         if not (isinstance(trials, (int, np.integer)) and trials >= 1): raise MixExpertsError(f"trials must be an int >= 1, got {trials!r}")
         if tie_breaker not in TIE_BREAKERS: raise MixExpertsError(f"unknown tie_breaker {tie_breaker!r}; choose from {TIE_BREAKERS}")
         self.source, self.k, self.trials, self.seed, self.tie_breaker = source, int(k), int(trials), seed, tie_breaker
-        self.tie_vote, self._vote_powers = _check_tie_vote(tie_vote, tie_breaker), {}
+        self.tie_vote, self._vote_powers = check_tie_vote(tie_vote, tie_breaker), {}
         self.confidence = get_confidence(confidence, **confidence_options)
         self._seeds = dict(zip(('draw', 'tally', 'split', 'ties', 'pooled', 'budget'), np.random.SeedSequence(seed).spawn(6)))
         Q = source.n_questions
@@ -548,21 +555,20 @@ def mux(self:MuxSimulation, models=None) -> tuple:
 @patch
 def _decide(self:MuxSimulation, idx:np.ndarray, power:float|None) -> tuple:
     pr = self.priority[idx] if self.priority.ndim == 1 else np.broadcast_to(self.priority, self.score.shape)[..., idx]
-    w = vote_among_tied(self.score[..., idx], self.answer[..., idx], pr, np.inf if power is None else power)
+    w = vote_among_tied(self.score[..., idx], self.answer[..., idx], pr, power)
     ok = np.take_along_axis(self.answer_correct[..., idx], np.maximum(w, 0)[..., None], -1)[..., 0] & (w >= 0)
     return np.where(w >= 0, idx[np.maximum(w, 0)], -1), ok
 
-def _finite(power): return None if power is None or power == np.inf else power  # JSON has no ∞: no vote = null
-
 @patch
 def vote_power(self:MuxSimulation, models=None) -> float|None:
-    "The tie-vote power over `models`: None (no vote), as given, or for 'auto' the TIE_VOTE_GRID value best on validation."
+    "The tie-vote power over `models`: None (no vote), as given, or for 'auto' the TIE_VOTE_GRID value best on validation (∞ → None)."
     if self.tie_vote != 'auto': return self.tie_vote
     idx = _model_index(self.models, models)
     key = tuple(idx.tolist())
     if key not in self._vote_powers:
         acc = [self.rate(self._decide(idx, g)[1], 'validation').mean() for g in TIE_VOTE_GRID]
-        self._vote_powers[key] = float(TIE_VOTE_GRID[int(np.argmax(acc))])  # first best: ∞ (no vote) wins ties
+        g = float(TIE_VOTE_GRID[int(np.argmax(acc))])  # first best: ∞ (no vote) wins ties
+        self._vote_powers[key] = None if g == np.inf else g
     return self._vote_powers[key]
 
 @patch
@@ -642,7 +648,7 @@ def with_tie_breaker(self:MuxSimulation, tie_breaker:str, tie_vote=None) -> MuxS
     "The same samples and scores under another tie-breaker and tie vote (a shallow copy; `tie_vote=None`: no vote)."
     if tie_breaker not in TIE_BREAKERS: raise MixExpertsError(f"unknown tie_breaker {tie_breaker!r}; choose from {TIE_BREAKERS}")
     new = copy.copy(self)
-    new.tie_breaker, new.tie_vote, new._vote_powers = tie_breaker, _check_tie_vote(tie_vote, tie_breaker), {}
+    new.tie_breaker, new.tie_vote, new._vote_powers = tie_breaker, check_tie_vote(tie_vote, tie_breaker), {}
     new.priority = new._priority()
     return new
 
@@ -772,7 +778,7 @@ def search_subsets(sim:MuxSimulation, # a simulation (the search reads its valid
         for r in rows:
             r['priority_rule_accuracy'] = r['validation_accuracy']
             r['validation_accuracy'] = float(sim.rate(sim.mux(r['models'])[1], 'validation').mean())
-            r['tie_vote'] = _finite(sim.vote_power(r['models']))  # None: the plain rule won
+            r['tie_vote'] = sim.vote_power(r['models'])  # None: the plain rule won
     by_size = pd.DataFrame(rows).set_index('size')
     best = by_size['validation_accuracy'].idxmax()  # per-size winners compared by validation MUX accuracy (first = smallest on ties)
     return SubsetResult(by_size.loc[best, 'models'], objective, float(by_size.loc[best, 'validation_accuracy']),
@@ -800,12 +806,12 @@ def mux_table(source, # a ChoiceSource, SampleSet or ResultsMatrix
             name = tb if vote is None else f'{tb} + vote'
             c = sim.mux()[1]
             rows.append(dict(k=k, method=f'MUX ({name}, all models)', test=sim.rate(c).mean(), test_std=sim.rate(c).std(),
-                             validation=sim.rate(c, 'validation').mean(), tie_vote=_finite(sim.vote_power())))
+                             validation=sim.rate(c, 'validation').mean(), tie_vote=sim.vote_power()))
             if subset_search:
                 res = search_subsets(sim, **(search_options or {}))
                 c = sim.mux(res.models)[1]
                 rows.append(dict(k=k, method=f'MUX ({name}, subset search)', test=sim.rate(c).mean(), test_std=sim.rate(c).std(),
-                                 validation=res.validation_accuracy, subset=res.models, tie_vote=_finite(sim.vote_power(res.models))))
+                                 validation=res.validation_accuracy, subset=res.models, tie_vote=sim.vote_power(res.models)))
             if rep is not None:
                 rows += [dict(k=k, method=m, test=r['test'], test_std=r['test_std'], validation=r['validation'])
                          for m, r in rep.drop(index='MUX').iterrows()]
@@ -860,7 +866,7 @@ def mux_summary(sim:MuxSimulation, subset:SubsetResult|None=None, rep:pd.DataFra
                oracle_accuracy=r["oracle (any model's answer)"], oracle_any_sample_accuracy=r['oracle (any sample)'],
                n_questions=int(sim.source.n_questions), n_validation=int(sim.val.sum()), n_test=int(sim.test.sum()),
                n_models=sim.n_models, k=sim.k, trials=sim.trials, seed=sim.seed, confidence=sim.confidence.name,
-               tie_breaker=sim.tie_breaker, tie_vote_power=_finite(sim.vote_power(subset.models if subset else None)))
+               tie_breaker=sim.tie_breaker, tie_vote_power=sim.vote_power(subset.models if subset else None))
     if subset:
         out.update(subset=subset.models, subset_objective=subset.objective,
                    subset_validation_accuracy=subset.validation_accuracy,
