@@ -5,19 +5,23 @@ trained once and cached), written as full fp32 models (base + ΔW). mergekit liv
 (its pins clash with ours), created on first use under the mixexperts cache: torch==2.13.0 first (the local CPU
 wheel from /opt/wheels), then mergekit==0.1.5.
 
-Both tools run the same YAML configs — linear, task_arithmetic and TIES with every parameter written out (weights,
-density, normalize, lambda, dtype float32) — each as a fresh subprocess (mergekit through its `mergekit-yaml`
-command, ours through `merge_from_config`), timed by wall clock, with the peak RSS of that process from
-`os.wait4`. Runs alternate between the tools; the reported time of a (tool, method) is the fastest of
-`--repeats`, its RSS the largest. The outputs are compared tensor by tensor in fp64.
+Both tools run the same YAML configs — linear, task_arithmetic, TIES and Model Breadcrumbs (per-model gamma 0.01,
+0 and 0.05, rescale: true) with every parameter written out (weights, density, gamma, normalize, lambda, rescale,
+dtype float32); breadcrumbs_ties too when asked for — each as a fresh process (mergekit through its `mergekit-yaml`
+command, ours through `merge_from_config`), timed by wall clock. Each runs under a small launcher (a bare
+interpreter that forks, execs the command and wait4s it), so the peak RSS reported is the command's own: started
+straight from this multi-GB process, a child's ru_maxrss would begin at this process's high-water mark (see
+`run_measured`). A control child that touches 512 MiB must read within 10 % of that, or the benchmark stops. Runs
+alternate between the tools; the reported time of a (tool, method) is the fastest of `--repeats`, its RSS the
+largest. The outputs are compared tensor by tensor in fp64.
 
 DARE is random, so its outputs cannot match; we compare statistics instead, on a one-expert merge where they can
 be read off the output: the fraction of the task vector kept and the rescale factor of kept entries (ours: 1/density
 exactly; mergekit: an l1-norm match per tensor, ≈ 1/density).
 
-Usage: python benchmarks/merge_parity.py [--repeats 2] [--venv DIR] [--methods linear task_arithmetic ties]
+Usage: python benchmarks/merge_parity.py [--repeats 2] [--venv DIR] [--methods linear task_arithmetic ties breadcrumbs]
 The last line printed is one JSON object: max_abs_diff (over the deterministic methods), time_ratio and rss_ratio
-(ours / mergekit, summed time over the methods and largest peak RSS), per-method figures and DARE statistics.
+(ours / mergekit, summed time over the methods and largest peak RSS), per-method figures, the RSS control and DARE statistics.
 """
 import argparse, json, os, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -48,16 +52,64 @@ def mergekit_venv(root: Path) -> Path:
     return exe
 
 
+# A child's ru_maxrss starts from the high-water mark of the memory image it was forked from: Linux copies the
+# parent's hiwater_rss into the child at fork and folds it into the child's maxrss at exec. Measured straight from
+# this process (which holds torch, the experts and the DARE checkpoints, 2–4 GB), every tool reads this process's
+# own peak. So each command runs under a small launcher — a bare interpreter (-S -E: no site, no imports beyond
+# os, time), ~10 MiB — that forks, execs the command, wait4s it and writes the child's wall time and ru_maxrss to a
+# file; the child inherits only the launcher's ~10 MiB high-water mark. `control_check` proves it on a process
+# that allocates a known amount.
+LAUNCHER = r"""
+import os, sys, time
+report, cmd = sys.argv[1], sys.argv[2:]
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try: os.execvp(cmd[0], cmd)
+    finally: os._exit(127)
+_, status, ru = os.wait4(pid, 0)
+wall = time.perf_counter() - t0
+with open(report, 'w') as f: f.write(f'{wall} {ru.ru_maxrss} {os.waitstatus_to_exitcode(status)}')
+"""
+
+
 def run_measured(cmd: list, env=None) -> tuple:
-    "Run a command; (wall seconds, peak RSS in MiB of that process) — fails loudly on a non-zero exit."
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    out = p.stdout.read()
+    "Run a command under the launcher; (wall seconds, peak RSS in MiB of the command's own process) — fails loudly on a non-zero exit."
+    with tempfile.NamedTemporaryFile('r', suffix='.rss') as rep:
+        p = subprocess.run([sys.executable, '-S', '-E', '-c', LAUNCHER, rep.name, *map(str, cmd)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        fields = Path(rep.name).read_text().split()
+    out = p.stdout.decode(errors='replace')
+    if p.returncode or len(fields) != 3 or fields[2] != '0':
+        sys.exit(f"command failed (launcher {p.returncode}, command {fields[2:] or '?'}): {' '.join(map(str, cmd))}\n{out[-3000:]}")
+    return float(fields[0]), int(fields[1]) / 1024
+
+
+def run_naive(cmd: list, env=None) -> float:
+    "The old measurement, for contrast: wait4 on a child started from this process; peak RSS in MiB."
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     _, status, ru = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode: sys.exit(f"command failed ({p.returncode}): {' '.join(cmd)}\n{out.decode(errors='replace')[-3000:]}")
-    return wall, ru.ru_maxrss / 1024
+    if os.waitstatus_to_exitcode(status): sys.exit(f"command failed: {' '.join(map(str, cmd))}")
+    return ru.ru_maxrss / 1024
+
+
+def control_check(mib: int = 512, ballast_mib: int = 1024, tol: float = 0.10) -> dict:
+    """Prove the measurement on a process that allocates and touches `mib` MiB, measured while this process holds
+    (and has touched) `ballast_mib` MiB more than it needs: the reading must be within `tol` of `mib`, else exit."""
+    alloc = [sys.executable, '-S', '-E', '-c', f'import sys; b = bytes([1]) * ({mib} * 2**20); sys.exit(b[-1] != 1)']
+    empty = [sys.executable, '-S', '-E', '-c', 'pass']
+    ballast = bytearray(ballast_mib * 2**20)
+    ballast[::4096] = b'\x01' * len(range(0, len(ballast), 4096))   # touch every page
+    _, rss = run_measured(alloc)
+    _, base = run_measured(empty)
+    naive = run_naive(alloc)
+    del ballast
+    rep = dict(allocated_mib=mib, reported_mib=round(rss, 1), empty_interpreter_mib=round(base, 1),
+               error=round(rss / mib - 1, 4), naive_reported_mib=round(naive, 1), parent_ballast_mib=ballast_mib)
+    print(f'RSS control: a child touching {mib} MiB reads {rss:.0f} MiB ({100 * (rss / mib - 1):+.1f} %; an empty '
+          f'interpreter reads {base:.0f} MiB); the old wait4-from-this-process reading of the same child: {naive:.0f} MiB', flush=True)
+    if abs(rss / mib - 1) > tol: sys.exit(f'RSS control failed: {rss:.0f} MiB reported for {mib} MiB allocated (tolerance {tol:.0%})')
+    return rep
 
 
 def configs(base: Path, ckpts: dict) -> dict:
@@ -70,6 +122,15 @@ def configs(base: Path, ckpts: dict) -> dict:
                             'parameters': {'normalize': False, 'lambda': 1.0}, 'dtype': 'float32'},
         'ties': {'merge_method': 'ties', 'base_model': str(base), 'models': models([1.0, 1.0, 1.0], density=0.5),
                  'parameters': {'normalize': True, 'lambda': 1.0}, 'dtype': 'float32'},
+        # Model Breadcrumbs with a different gamma per model: 0.01 drops int(0.01·n) outliers per tensor, 0 none
+        # (int(γ·n) = 0, where mergekit ≤ 0.1.4 kept nothing and 0.1.5 keeps the int(density·n) largest), 0.05 more;
+        # rescale: true is mergekit's l1 rescale of the kept entries
+        'breadcrumbs': {'merge_method': 'breadcrumbs', 'base_model': str(base),
+                        'models': [{'model': str(ckpts[d]), 'parameters': {'weight': w, 'density': dn, 'gamma': g}}
+                                   for d, w, dn, g in zip(DOMAINS, [0.5, 0.3, 0.2], [0.9, 0.8, 0.9], [0.01, 0.0, 0.05])],
+                        'parameters': {'normalize': False, 'lambda': 1.0, 'rescale': True}, 'dtype': 'float32'},
+        'breadcrumbs_ties': {'merge_method': 'breadcrumbs_ties', 'base_model': str(base), 'models': models([1.0, 1.0, 1.0], density=0.5, gamma=0.01),
+                             'parameters': {'normalize': True, 'lambda': 1.0, 'rescale': False}, 'dtype': 'float32'},
         'dare_linear_one': {'merge_method': 'dare_linear', 'base_model': str(base),
                             'models': [{'model': str(ckpts['medmcqa']), 'parameters': {'weight': 1.0, 'density': 0.5}}],
                             'parameters': {'normalize': False}, 'dtype': 'float32'},
@@ -103,7 +164,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--repeats', type=int, default=2, help='runs per tool and method (time: fastest; RSS: largest)')
     ap.add_argument('--venv', default=None, help='mergekit venv folder (default: the mixexperts cache)')
-    ap.add_argument('--methods', nargs='+', default=['linear', 'task_arithmetic', 'ties'])
+    ap.add_argument('--methods', nargs='+', default=['linear', 'task_arithmetic', 'ties', 'breadcrumbs'],
+                    help='of linear, task_arithmetic, ties, breadcrumbs, breadcrumbs_ties')
     ap.add_argument('--skip-dare', action='store_true')
     a = ap.parse_args()
 
@@ -118,6 +180,7 @@ def main():
                                 capture_output=True, text=True, check=True).stdout.split()
     print(f'mergekit {mk_version[0]} with torch {mk_version[1]} in {mk.parent.parent}', flush=True)
 
+    control = control_check()
     work = Path(tempfile.mkdtemp(prefix='merge-parity-'))
     cfgs = configs(base, ckpts)
     env = dict(os.environ, HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1')
@@ -171,7 +234,7 @@ def main():
         rss_ratio=round(max(r['ours_rss_mib'] for r in det) / max(r['mergekit_rss_mib'] for r in det), 3),
         ours_seconds=round(sum(r['ours_seconds'] for r in det), 2), mergekit_seconds=round(sum(r['mergekit_seconds'] for r in det), 2),
         ours_peak_rss_mib=max(r['ours_rss_mib'] for r in det), mergekit_peak_rss_mib=max(r['mergekit_rss_mib'] for r in det),
-        targets=dict(max_abs_diff=1e-6, time_ratio=0.7, rss_ratio=1.0), methods=results, dare=dare,
+        targets=dict(max_abs_diff=1e-6, time_ratio=0.7, rss_ratio=1.0), rss_control=control, methods=results, dare=dare,
         expert_train_seconds=train, repeats=a.repeats, mergekit=mk_version[0], torch=torch.__version__, cpus=os.cpu_count())
     print(json.dumps(summary))
 

@@ -80,7 +80,7 @@ def add_results_commands(sub):
     b.set_defaults(func=cmd_results_build)
     l = rs.add_parser('labels', help='MoM best-model labels as JSONL')
     _add_load_args(l); l.add_argument('-o', '--output', required=True, help='FILE.jsonl')
-    l.add_argument('--tie', default='gold_loglik', choices=TIE_POLICIES, help='tie-break among correct models')
+    l.add_argument('--tie', default=DEFAULT_TIE, choices=TIE_POLICIES, help=f'tie-break among correct models (default {DEFAULT_TIE})')
     l.add_argument('--none', default='drop', choices=NONE_POLICIES, help='questions no model answers')
     l.add_argument('--seed', type=int, default=0, help='seed for --tie random')
     l.add_argument('--force', action='store_true', help='overwrite an existing output')

@@ -19,12 +19,12 @@ __all__ = ['MERGE_METHODS', 'EXPERT_DOMAINS', 'TRAIN_START', 'EXPERT_DEFAULTS', 
            'check_aligned', 'zip_map', 'lincomb', 'all_finite', 'max_abs_diff', 'load_params', 'window_mask',
            'magnitude_mask', 'outlier_mask', 'random_mask', 'rescale_kept', 'sign_consensus', 'task_vector_merge',
            'MergeMethod', 'register_method', 'get_method', 'linear', 'task_arithmetic', 'ties', 'dare_linear',
-           'dare_ties', 'breadcrumbs', 'slerp', 'model_stock', 'ties_threshold', 'dare_amplify', 'tensor_generator',
-           'resolve_params', 'merge', 'mc_prompt', 'ExpertDomain', 'swarms_data', 'domain_texts', 'experts_root',
-           'make_experts', 'lora_key', 'LoraAdapter', 'apply_delta', 'copy_model_files', 'plan_shards', 'save_params',
-           'merge_checkpoints', 'as_dtype', 'merge_adapter_into', 'expert_checkpoints', 'resolve_model_ref',
-           'check_same_base', 'refactor', 'svd_factors', 'merge_adapters', 'mc_accuracy', 'load_merge_config',
-           'check_merge_config', 'merge_from_config', 'cmd_merge', 'add_merge_commands']
+           'dare_ties', 'breadcrumbs', 'breadcrumbs_ties', 'slerp', 'model_stock', 'ties_threshold', 'dare_amplify',
+           'tensor_generator', 'resolve_params', 'merge', 'mc_prompt', 'ExpertDomain', 'swarms_data', 'domain_texts',
+           'experts_root', 'make_experts', 'lora_key', 'LoraAdapter', 'apply_delta', 'copy_model_files', 'plan_shards',
+           'save_params', 'merge_checkpoints', 'as_dtype', 'merge_adapter_into', 'expert_checkpoints',
+           'resolve_model_ref', 'check_same_base', 'refactor', 'svd_factors', 'merge_adapters', 'mc_accuracy',
+           'load_merge_config', 'check_merge_config', 'merge_from_config', 'cmd_merge', 'add_merge_commands']
 
 # %% ../nbs/06_merging.ipynb #deb6c428
 _ST_DTYPES = {'F64': torch.float64, 'F32': torch.float32, 'F16': torch.float16, 'BF16': torch.bfloat16,
@@ -360,7 +360,7 @@ def magnitude_mask(x:torch.Tensor, density:float) -> torch.Tensor:
     return window_mask(x.abs().reshape(-1).float(), 0, k, descending=True).reshape(x.shape)
 
 def outlier_mask(x:torch.Tensor, density:float, gamma:float=0.01) -> torch.Tensor:
-    "Drop the largest `gamma` fraction of |x|, then the smallest, keeping `density` (Model Breadcrumbs)."
+    "Model Breadcrumbs (mergekit 0.1.5's counts): keep |x| ranked [n_bot, n_bot + int(density·n)) ascending, n_bot = max(0, n − int(density·n) − int(gamma·n))."
     if density >= 1: return torch.ones_like(x, dtype=torch.bool)
     n = x.numel()
     keep, top = int(density * n), int(gamma * n)
@@ -438,6 +438,7 @@ class MergeMethod:
     per_model: tuple = ()    # parameters that may take one value per model
     random: bool = False     # draws random numbers (seeded per tensor and model)
     standard: bool = True    # False for the BWR seed's own, non-standard variants
+    weighted: bool = True    # False when the method ignores the models' weights (model_stock)
     doc: str = ''
 
 MERGE_METHODS: dict = {}
@@ -490,11 +491,16 @@ def dare_ties(ts, weights, base, density, gens, rescale='inverse', consensus='su
     "DARE's random drop and rescale, then TIES's sign election."
     return _dare(ts, weights, base, density, gens, rescale, consensus, normalize, lam)
 
-@register_method('breadcrumbs', params=dict(_GTA, density=None, gamma=0.01, consensus=None), per_model=('density', 'gamma'))
-def breadcrumbs(ts, weights, base, density, gamma, consensus=None, normalize=False, lam=1.0):
-    "Model Breadcrumbs: drop the largest `gamma` and the smallest magnitudes of each τᵢ, keep `density`."
-    sp = lambda i, d: d * outlier_mask(d, density[i], gamma[i])
+@register_method('breadcrumbs', params=dict(_GTA, density=1.0, gamma=0.01, consensus=None, rescale=False), per_model=('density', 'gamma'))
+def breadcrumbs(ts, weights, base, density, gamma, consensus=None, normalize=False, lam=1.0, rescale=False):
+    "Model Breadcrumbs: drop the largest `gamma` and the smallest magnitudes of each τᵢ, keep `density` (rescale: true → l1, as mergekit)."
+    sp = lambda i, d: rescale_kept(d, outlier_mask(d, density[i], gamma[i]), rescale, density[i])
     return task_vector_merge(ts, weights, base, sp, consensus, normalize, lam)
+
+@register_method('breadcrumbs_ties', params=dict(_GTA, density=1.0, gamma=0.01, consensus='sum', rescale=False), per_model=('density', 'gamma'))
+def breadcrumbs_ties(ts, weights, base, density, gamma, consensus='sum', normalize=False, lam=1.0, rescale=False):
+    "Model Breadcrumbs, then TIES's sign election (mergekit's `breadcrumbs_ties`: no normalisation by default)."
+    return breadcrumbs(ts, weights, base, density, gamma, consensus, normalize, lam, rescale)
 
 @register_method('slerp', base='unused', min_models=1, max_models=2, params=dict(t=None, dot_threshold=0.9995))
 def slerp(ts, weights, base, t, dot_threshold=0.9995, eps=1e-8):
@@ -506,7 +512,7 @@ def slerp(ts, weights, base, t, dot_threshold=0.9995, eps=1e-8):
     theta = math.acos(dot)
     return (math.sin((1 - t) * theta) * v0 + math.sin(t * theta) * v1) / math.sin(theta)
 
-@register_method('model_stock', min_models=2, params=dict(filter_wise=False))
+@register_method('model_stock', min_models=2, weighted=False, params=dict(filter_wise=False))
 def model_stock(ts, weights, base, filter_wise=False):
     "Model Stock: average the models, then interpolate toward the base by the angle between task vectors."
     w0 = base.reshape(1, -1) if not filter_wise or base.dim() < 2 else base

@@ -19,10 +19,11 @@ from .voting import CONFIDENCE, Confidence, SampleSet, get_confidence, mux_one, 
 __all__ = ['BENCHMARKS', 'STYLES', 'LIVE_TIE_BREAKERS', 'VERBALIZED_QUESTION', 'RUN_FILES', 'SPLITS', 'QUESTION_FIELDS',
            'REFERENCE_FIELDS', 'Item', 'register_benchmark', 'Benchmark', 'get_benchmark', 'read_jsonl', 'GSM8K',
            'MATH500', 'MMLU', 'select_questions', 'ModelConfig', 'parse_models', 'load_backend', 'model_style',
-           'MuxRunConfig', 'read_config', 'SentenceEncoder', 'get_encoder', 'largest_cluster', 'EmbeddingConfidence',
-           'BoundConfidence', 'parse_confidence', 'followup_prompt', 'first_answered', 'VerbalizedConfidence',
-           'RecordLog', 'batch_seed', 'MuxRun', 'call_tokens', 'summarize', 'collected_file', 'write_collected',
-           'records_to_sampleset', 'read_collected', 'load_collected', 'cmd_mux_run', 'register_mux_run', 'run_cli']
+           'MuxRunConfig', 'load_mux_config', 'SentenceEncoder', 'get_encoder', 'largest_cluster',
+           'EmbeddingConfidence', 'BoundConfidence', 'parse_confidence', 'followup_prompt', 'first_answered',
+           'VerbalizedConfidence', 'RecordLog', 'batch_seed', 'MuxRun', 'call_tokens', 'summarize', 'collected_file',
+           'write_collected', 'records_to_sampleset', 'read_collected', 'load_collected', 'cmd_mux_run',
+           'register_mux_run', 'run_cli']
 
 # %% ../nbs/05a_mux_live.ipynb #d6aa8811
 @dataclass
@@ -278,13 +279,13 @@ class MuxRunConfig:
         if d['tie_vote'] is None: d.pop('tie_vote')  # runs saved before the key existed resume unchanged
         return d
 
-def read_config(path) -> tuple:
-    "`(MuxRunConfig, output or None)` from a YAML file."
-    import yaml
+def load_mux_config(path) -> tuple:
+    "`(MuxRunConfig, output or None)` from a YAML file, read by `core.read_config`; every error names the file."
     path = Path(path)
     if not path.is_file(): raise DataNotFoundError(f"{path} does not exist")
-    try: d = yaml.safe_load(path.read_text(encoding='utf-8'))
-    except yaml.YAMLError as e: raise DataFormatError(f"not valid YAML: {e}", path) from None
+    known = tuple(f.name for f in fields(MuxRunConfig)) + ('output',)
+    d, _ = read_config(path if path.suffix in ('.yml', '.yaml', '.json') else path.read_text(encoding='utf-8'), known,
+                       "a run config is a mapping with benchmark and models")
     try: return MuxRunConfig.from_dict(d), d.get('output')
     except MixExpertsError as e: raise DataFormatError(str(e), path) from None
 
@@ -864,7 +865,7 @@ def load_collected(source, # a folder of collected *.json files, one file, or a 
 def cmd_mux_run(a):
     "Run or resume a live MUX from a YAML config."
     import dataclasses
-    cfg, output = read_config(a.config)
+    cfg, output = load_mux_config(a.config)
     over = {k: v for k, v in (('n_questions', a.n_questions), ('k', a.k), ('threads', a.threads)) if v is not None}
     if over: cfg = dataclasses.replace(cfg, **over)
     output = a.output or output

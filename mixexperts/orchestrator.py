@@ -8,7 +8,7 @@ import contextlib, inspect, math, os, tempfile, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import *
-from .results import ResultsMatrix, best_model_labels
+from .results import ResultsMatrix, best_model_labels, DEFAULT_TIE
 from .routing import Router, register_router, DEFAULT_ENCODER, training_matrix
 
 # %% auto #0
@@ -25,7 +25,7 @@ class _TextDataset:
         if self.labels is not None: item['labels'] = self.labels[i]
         return item
 
-def orchestrator_targets(train:ResultsMatrix, mode:str='multi', tie:str='gold_loglik', seed:int=0) -> tuple:
+def orchestrator_targets(train:ResultsMatrix, mode:str='multi', tie:str=DEFAULT_TIE, seed:int=0) -> tuple:
     "(row positions, targets): correctness rows (multi) or best-model indices (single, no-correct questions dropped)."
     if mode == 'multi':
         keep = ~np.isnan(train.correct).any(1)
@@ -88,7 +88,7 @@ class TextClassifierRouter(Router):
     mode_default = 'multi'
     def __init__(self, encoder:str=DEFAULT_ENCODER, # registry name, BERT/ModernBERT/DeBERTa folder or cached hub id
                  mode:str|None=None, # 'multi' (BCE on correctness) or 'single' (cross-entropy on best-model labels)
-                 tie:str='gold_loglik', # single: tie-break among correct models (see best_model_labels)
+                 tie:str=DEFAULT_TIE, # single: tie-break among correct models (see best_model_labels)
                  epochs:float=1.0, lr:float=1e-4, batch_size:int=32,
                  max_length:int=128, # tokens per text (MMLU router texts: median ≈ 70)
                  max_train:int|None=None, # subsample the training questions to at most this many (CPU budgets)

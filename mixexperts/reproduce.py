@@ -6,12 +6,14 @@
 from __future__ import annotations
 import json, os, shutil, sys, time
 from pathlib import Path
+import numpy as np
 from .core import MixExpertsError, OutputExistsError, write_json
 
 # %% auto #0
 __all__ = ['PAPERS', 'PROFILES', 'PAPERS_ENV', 'ReproduceError', 'papers_dir', 'available_papers', 'resolve_papers',
-           'check_profile', 'paper_setup', 'save_table', 'save_figure', 'write_headline', 'run_paper', 'summary_rows',
-           'summary_markdown', 'reproduce', 'cmd_reproduce', 'add_reproduce_commands']
+           'check_profile', 'paper_setup', 'save_table', 'write_headline', 'FigureCheckError', 'figure_problems',
+           'check_figure', 'save_figure', 'run_paper', 'summary_rows', 'summary_markdown', 'reproduce', 'cmd_reproduce',
+           'add_reproduce_commands']
 
 # %% ../nbs/10_reproduce.ipynb #baaad514
 PAPERS = ('mom', 'bench_coe', 'slm_mux', 'model_swarms', 'bwr')   # in run order
@@ -75,12 +77,6 @@ def save_table(df, out, name:str, index:bool=True) -> Path:
     (df.reset_index() if index else df).to_json(out/f'{name}.json', orient='records', indent=1, default_handler=str)
     return out/f'{name}.csv'
 
-def save_figure(fig, out, name:str, dpi:int=110) -> Path:
-    "Save a matplotlib figure as `out/name.png`."
-    p = Path(out)/f'{name}.png'
-    fig.savefig(p, dpi=dpi, bbox_inches='tight')
-    return p
-
 def write_headline(out, paper:str, profile:str, rows:list, # dicts: quantity, ours, paper (None when not reported), note
                    metrics:dict|None=None, title:str='') -> Path:
     "Write `out/headline.json`, the numbers `reproduce` collects."
@@ -90,6 +86,121 @@ def write_headline(out, paper:str, profile:str, rows:list, # dicts: quantity, ou
     rows = [{k: clean(v) for k, v in r.items()} for r in rows]
     return write_json(dict(paper=paper, profile=profile, title=title, headline=rows, metrics=metrics or {}),
                       Path(out)/'headline.json', force=True)
+
+# %% ../nbs/10_reproduce.ipynb #ac6e9650
+class FigureCheckError(MixExpertsError, ValueError):
+    "A figure whose axis limits hide data it plots (or run high → low on a numeric axis); `save_figure` refuses it."
+
+def _branches(trf, ax) -> tuple:
+    "Which of (x, y) the transform `trf` takes from `ax`'s data coordinates (axvline: x only)."
+    f = getattr(trf, 'contains_branch_separately', None) or trf.contains_branch_seperately
+    return tuple(f(ax.transData))
+
+def _to_data(trf, ax, xy) -> np.ndarray:
+    "Points given in the artist's own coordinates, in `ax`'s data coordinates (meaningful in the data branches only)."
+    xy = np.ma.filled(np.ma.asarray(xy, dtype=float), np.nan).reshape(-1, 2)   # masked points are not drawn
+    return (trf - ax.transData).transform(xy) if len(xy) else xy
+
+def _no_marker(m) -> bool: return m is None or (isinstance(m, str) and m.strip().lower() in ('', 'none'))
+
+def _figure_data(ax) -> list:
+    """What `ax` plots, as (what, rule, xy, branches) tuples; rule 'points' (every finite value must lie within
+    the limits) or 'extent' (some of it must): bar tips, scatter offsets and line markers are points; bars'
+    positions, lines without markers, error bars, bands, meshes, images and other patches are extents."""
+    from matplotlib.container import BarContainer
+    from matplotlib.collections import PathCollection
+    items, bar_patches = [], set()
+    for c in ax.containers:
+        if not isinstance(c, BarContainer): continue
+        vert = getattr(c, 'orientation', 'vertical') != 'horizontal'
+        tips, spans = [], []
+        for r in c.patches:
+            bar_patches.add(id(r))
+            if not r.get_visible() or _branches(r.get_transform(), ax) != (True, True): continue
+            (x0, y0), (x1, y1) = _to_data(r.get_transform(), ax, [[0, 0], [1, 1]])  # base corner, tip corner
+            tips.append((x0, y1) if vert else (x1, y0))
+            spans += [(x0, y0), (x1, y0)] if vert else [(x0, y0), (x0, y1)]
+        if tips:  # the value end of each bar must show; along the other axis each bar must be on the axes
+            items.append(('bar tips', 'points', np.array(tips), (False, True) if vert else (True, False)))
+            items.append(('bar positions', 'extent', np.array(spans), (True, False) if vert else (False, True)))
+    for p in ax.patches:
+        if id(p) in bar_patches or not p.get_visible(): continue
+        br = _branches(p.get_transform(), ax)
+        if any(br): items.append((f'{type(p).__name__} patches', 'extent', _to_data(p.get_transform(), ax, p.get_path().vertices), br))
+    for l in ax.lines:
+        if not l.get_visible(): continue
+        br = _branches(l.get_transform(), ax)
+        if not any(br): continue
+        xy = _to_data(l.get_transform(), ax, l.get_xydata())
+        label = l.get_label() if not str(l.get_label()).startswith('_') else ''
+        if _no_marker(l.get_marker()): items.append((f'lines {label!r}' if label else 'lines', 'extent', xy, br))
+        else: items.append((f'line markers {label!r}' if label else 'line markers', 'points', xy, br))
+    for c in ax.collections:
+        if not c.get_visible(): continue
+        obr, pbr = _branches(c.get_offset_transform(), ax), _branches(c.get_transform(), ax)
+        if isinstance(c, PathCollection) and any(obr) and not any(pbr):  # scatter: marker shapes at data offsets
+            items.append(('scatter points', 'points', _to_data(c.get_offset_transform(), ax, c.get_offsets()), obr))
+        elif any(pbr):
+            b = c.get_datalim(ax.transData)
+            if np.all(np.isfinite(b.get_points())): items.append((f'{type(c).__name__}s', 'extent', b.get_points(), pbr))
+    for im in ax.images:
+        if im.get_visible() and _branches(im.get_transform(), ax) == (True, True):
+            x0, x1, y0, y1 = im.get_extent()
+            items.append(('images', 'extent', np.array([[x0, y0], [x1, y1]]), (True, True)))
+    return items
+
+def _numeric_axis(axis) -> bool:
+    "Does the axis show numbers (matplotlib's number formatters), not categories or heatmap labels?"
+    from matplotlib.ticker import ScalarFormatter, LogFormatter
+    return isinstance(axis.get_major_formatter(), (ScalarFormatter, LogFormatter))
+
+def _axes_name(i:int, ax) -> str:
+    t = ax.get_title() or ax.get_title('left') or ax.get_ylabel() or ax.get_xlabel()
+    return f'axes {i}' + (f' ({t!r})' if t else '')
+
+def figure_problems(fig, rtol:float=1e-6) -> list:
+    """One line for each axis of `fig` whose limits hide what it plots: bar tips, scatter points or line markers
+    outside the limits, an artist (line, patch, error bar, band, mesh, image) entirely outside them, or a numeric
+    axis running high → low (categorical axes, heatmaps and images are inverted on purpose and pass). Empty when
+    the figure shows all its data."""
+    out = []
+    for i, ax in enumerate(fig.get_axes()):
+        if not ax.get_visible() or ax.name != 'rectilinear': continue
+        items = _figure_data(ax)
+        for d, (axis, lim) in enumerate(((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim()))):
+            name, (a, b) = f"{_axes_name(i, ax)}, {'xy'[d]} axis", (float(lim[0]), float(lim[1]))
+            if a > b and _numeric_axis(axis) and not ax.images: out.append(f"{name}: limits run high → low ({a:g} → {b:g})")
+            lo, hi = min(a, b), max(a, b)
+            tol, log = rtol * max(hi - lo, 1e-300), axis.get_scale() == 'log'
+            hidden = {}  # (what, rule) -> [values (points) or artists (extent) hidden, of how many, the hidden values]
+            for what, rule, xy, br in items:
+                if not br[d] or not len(xy): continue
+                v = xy[:, d]
+                v = v[np.isfinite(v) & ((v > 0) if log else True)]  # log axes drop values <= 0, as matplotlib does
+                if not len(v): continue
+                h = hidden.setdefault((what, rule), [0, 0, []])
+                if rule == 'points':
+                    bad = v[(v < lo - tol) | (v > hi + tol)]
+                    h[0] += len(bad); h[1] += len(v); h[2] += list(bad)
+                else:
+                    h[1] += 1
+                    if v.max() < lo - tol or v.min() > hi + tol: h[0] += 1; h[2] += [v.min(), v.max()]
+            for (what, rule), (n_bad, n, vals) in hidden.items():
+                if n_bad: out.append(f"{name}: {n_bad} of {n} {what} {'' if rule == 'points' else 'entirely '}outside the limits {a:g} → {b:g} (data at "
+                                     + (f"{min(vals):g} … {max(vals):g})" if min(vals) != max(vals) else f"{vals[0]:g})"))
+    return out
+
+def check_figure(fig, name:str='figure'):
+    "Raise `FigureCheckError` naming `name` and each axis whose limits hide the data it plots."
+    p = figure_problems(fig)
+    if p: raise FigureCheckError(f"{name}: the axis limits hide what the figure plots; fix the limits (or the data's units):\n  " + '\n  '.join(p))
+
+def save_figure(fig, out, name:str, dpi:int=110, check:bool=True) -> Path:
+    "Save a matplotlib figure as `out/name.png`, after `check_figure` (unless `check=False`): a figure that hides its data is refused, not written."
+    p = Path(out)/f'{name}.png'
+    if check: check_figure(fig, str(p))
+    fig.savefig(p, dpi=dpi, bbox_inches='tight')
+    return p
 
 # %% ../nbs/10_reproduce.ipynb #f4f029fe
 def _failure(nb:Path, e:Exception) -> str:

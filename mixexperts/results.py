@@ -13,11 +13,12 @@ from tqdm.auto import tqdm
 from .core import *
 
 # %% auto #0
-__all__ = ['ACC_NORM_TASKS', 'MISSING_POLICIES', 'TIE_POLICIES', 'NONE_POLICIES', 'SampleFile', 'parse_samples_name', 'scan_runs',
-           'select_runs', 'primary_metric', 'TaskRecords', 'read_samples', 'choice_texts', 'choice_labels',
-           'question_text', 'router_text', 'gold_index', 'ResultsMatrix', 'load_results', 'accuracy', 'best_single',
-           'oracle_correct', 'oracle_accuracy', 'none_correct_fraction', 'subject_table', 'summary', 'select', 'subset',
-           'gold_logliks', 'choice_probs', 'gold_probs', 'gold_margins', 'save', 'plot_accuracy', 'plot_subject_table',
+__all__ = ['ACC_NORM_TASKS', 'MISSING_POLICIES', 'TIE_POLICIES', 'DEFAULT_TIE', 'NONE_POLICIES', 'SampleFile',
+           'parse_samples_name', 'scan_runs', 'select_runs', 'primary_metric', 'TaskRecords', 'read_samples',
+           'choice_texts', 'choice_labels', 'question_text', 'router_text', 'gold_index', 'ResultsMatrix',
+           'choice_lengths', 'load_results', 'accuracy', 'best_single', 'oracle_correct', 'oracle_accuracy',
+           'none_correct_fraction', 'subject_table', 'summary', 'select', 'subset', 'option_scores', 'gold_logliks',
+           'choice_probs', 'gold_probs', 'gold_margins', 'save', 'plot_accuracy', 'plot_subject_table',
            'best_model_labels', 'write_labels']
 
 # %% ../nbs/01_results.ipynb #89721495
@@ -389,6 +390,16 @@ def _predictions(ll:np.ndarray, lengths:np.ndarray|None) -> np.ndarray:
     p = np.argmax(np.where(np.isnan(x), -np.inf, x), axis=-1)
     return np.where(empty, -1, p)
 
+def choice_lengths(choices, # per question, its option texts (None where unknown)
+                   n_choices, # per question, its number of options
+                   width:int, # columns of the result
+                  ) -> np.ndarray:
+    "`[questions, width]` length in characters of each option (lm-eval's `acc_norm` divisor); 1 where unknown."
+    out = np.ones((len(n_choices), max(width, 1)))
+    for i, (c, n) in enumerate(zip(choices, n_choices)):
+        if c is not None and len(c) == n: out[i, :n] = [max(len(x), 1) for x in c]
+    return out
+
 def _padded(flat:np.ndarray, nch:np.ndarray, width:int) -> np.ndarray:
     "Rows of a flattened ragged array, NaN-padded to `width`."
     out = np.full((len(nch), max(width, 1)), np.nan)
@@ -416,11 +427,7 @@ def _assemble(recs_by_task, models, missing, benchmark):
         metric = next(iter(recs_by_task[task].values())).metric
         qrows = [_question_row(task, d, recs_by_task[task][models[ref_of[i]]] if ref_of[i] >= 0 else None,
                                ref_idx[i], nch[i], hashes[i]) for i, d in enumerate(ids)]
-        lengths = None
-        if metric == 'acc_norm':
-            lengths = np.ones((n, width))
-            for i, r in enumerate(qrows):
-                if r['choices'] and len(r['choices']) == nch[i]: lengths[i, :nch[i]] = [max(len(c), 1) for c in r['choices']]
+        lengths = choice_lengths([r['choices'] or None for r in qrows], nch, width) if metric == 'acc_norm' else None
         for m, (pos, mine, rec) in cols.items():
             j = models.index(m)
             correct[start + pos, j] = rec.score[mine]
@@ -469,7 +476,7 @@ def _check_aggregates(model, tasks, recs, info, msgs):
 
 # %% ../nbs/01_results.ipynb #179fb550
 def load_results(root, # lm-eval output folder (one sub-folder per model), or a saved .parquet matrix
-                 models:list|None=None, # only these models (folder names)
+                 models:list|None=None, # only these models (folder names), in this order
                  exclude_models:list|None=None, # all but these models
                  metric:str='auto', # primary metric per task, or one metric name for all tasks
                  missing:str='intersect', # 'intersect' (warn and count), 'keep' (NaN) or 'error'
@@ -491,7 +498,7 @@ def load_results(root, # lm-eval output folder (one sub-folder per model), or a 
         if unknown: raise MixExpertsError(f"cannot exclude {unknown}: no such model in {root}; known: {sorted(runs)}")
         runs = {m: t for m, t in runs.items() if m not in set(exclude_models)}
     if not runs: raise MixExpertsError(f"no models left to load from {root}")
-    model_names = sorted(runs)
+    model_names = [m for m in models if m in runs] if models else sorted(runs)   # the order given (it decides model-order ties)
     tasks = sorted({t for v in runs.values() for t in v})
     ref_model = {t: next(m for m in model_names if t in runs[m]) for t in tasks}
     kw = dict(metric=metric, filter=filter, on_bad_line=on_bad_line)
@@ -625,6 +632,16 @@ def subset(self:ResultsMatrix, rows) -> ResultsMatrix:
 ResultsMatrix.select, ResultsMatrix.subset = select, subset
 
 # %% ../nbs/01_results.ipynb #e8610844
+def option_scores(self:ResultsMatrix) -> np.ndarray:
+    "`[questions, models, choices]` the primary metric's option scores: log-likelihoods, per character on `acc_norm` tasks."
+    metrics = self.meta.get('metrics') or {}
+    norm = self.questions['task'].map(lambda t: metrics.get(t) == 'acc_norm').to_numpy(bool)
+    if not norm.any(): return self.logliks
+    q = self.questions[norm]
+    lengths = np.ones((self.n_questions, self.logliks.shape[2]))
+    lengths[norm] = choice_lengths(list(q['choices']), q['n_choices'].to_numpy(), self.logliks.shape[2])
+    return self.logliks / lengths[:, None, :]
+
 def gold_logliks(self:ResultsMatrix) -> np.ndarray:
     "`[questions, models]` log-likelihood of the gold option (NaN where gold or answer is unknown)."
     g = self.questions['gold'].to_numpy()
@@ -632,8 +649,8 @@ def gold_logliks(self:ResultsMatrix) -> np.ndarray:
     return np.where(g[:, None] >= 0, take, np.nan)
 
 def choice_probs(self:ResultsMatrix) -> np.ndarray:
-    "`[questions, models, choices]` softmax of each model's log-likelihoods over its options."
-    x = np.where(np.isnan(self.logliks), -np.inf, self.logliks)
+    "`[questions, models, choices]` softmax of each model's option scores (`option_scores`) over its options."
+    x = np.where(np.isnan(self.logliks), -np.inf, self.option_scores())
     mx = x.max(axis=2, keepdims=True)
     e = np.exp(x - np.where(np.isfinite(mx), mx, 0))
     with np.errstate(invalid='ignore'): return e / e.sum(axis=2, keepdims=True)
@@ -645,15 +662,17 @@ def gold_probs(self:ResultsMatrix) -> np.ndarray:
     return np.where(g[:, None] >= 0, p, np.nan)
 
 def gold_margins(self:ResultsMatrix) -> np.ndarray:
-    "`[questions, models]` gold log-likelihood minus the best wrong option's."
+    "`[questions, models]` the gold option's score minus the best wrong option's (`option_scores`)."
     g = self.questions['gold'].to_numpy()
-    wrong = self.logliks.copy()
+    s = self.option_scores()
+    gold = np.take_along_axis(s, np.clip(g, 0, None)[:, None, None].repeat(self.n_models, 1), axis=2)[..., 0]
+    wrong = s.copy()
     wrong[np.arange(self.n_questions), :, np.clip(g, 0, None)] = np.nan
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)
-        return self.gold_logliks() - np.nanmax(wrong, axis=2)
+        return np.where(g[:, None] >= 0, gold - np.nanmax(wrong, axis=2), np.nan)
 
-for f in (gold_logliks, choice_probs, gold_probs, gold_margins): setattr(ResultsMatrix, f.__name__, f)
+for f in (option_scores, gold_logliks, choice_probs, gold_probs, gold_margins): setattr(ResultsMatrix, f.__name__, f)
 
 # %% ../nbs/01_results.ipynb #95519125
 import pyarrow as pa, pyarrow.parquet as pq
@@ -737,6 +756,7 @@ def plot_subject_table(rm:ResultsMatrix, models:list|None=None, ax=None):
 
 # %% ../nbs/01_results.ipynb #7fb60636
 TIE_POLICIES = ('gold_loglik', 'gold_prob', 'margin', 'global_acc', 'first', 'random')
+DEFAULT_TIE = 'global_acc'   # chosen by routed accuracy on validation splits (`benchmarks/label_ties.py`, below)
 NONE_POLICIES = ('drop', 'none', 'best_overall')
 
 def _tie_scores(rm:ResultsMatrix, tie:str, seed:int) -> np.ndarray:
@@ -749,7 +769,7 @@ def _tie_scores(rm:ResultsMatrix, tie:str, seed:int) -> np.ndarray:
     raise MixExpertsError(f"unknown tie policy {tie!r}; choose from {TIE_POLICIES}")
 
 def best_model_labels(rm:ResultsMatrix, # the results matrix (select models first)
-                      tie:str='gold_loglik', # how to choose among correct models (see table)
+                      tie:str=DEFAULT_TIE, # how to choose among correct models (see table)
                       none:str='drop', # questions no model answers: 'drop', 'none' or 'best_overall'
                       seed:int=0, # for tie='random'
                      ) -> pd.DataFrame:

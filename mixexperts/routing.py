@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from tqdm.auto import tqdm
 from .core import *
-from .results import ResultsMatrix, load_results, best_model_labels
+from .results import ResultsMatrix, load_results, best_model_labels, DEFAULT_TIE
 
 # %% auto #0
 __all__ = ['MMLU_ARC_POOL_EXCLUDE', 'DEFAULT_ENCODER', 'ROUTERS', 'LAZY_ROUTERS', 'MODEL_SIZES', 'LAMBDAS', 'DEFAULT_ROUTERS',
@@ -556,7 +556,7 @@ class SubjectClassifierRouter(SubjectRouter):
 class QueryLabelRouter(EmbeddingRouter):
     "Bench-CoE query level: a classifier of each question's best model (best-model labels)."
     grid = {'weight_decay': [1e-5, 1e-4, 1e-3]}
-    def __init__(self, tie:str='global_acc', # among correct models: see `best_model_labels`
+    def __init__(self, tie:str=DEFAULT_TIE, # among correct models: see `best_model_labels`
                  none:str='best_overall', # questions nobody answers: 'best_overall' or 'drop'
                  hidden:int=0, weight_decay='auto', steps:int=300,
                  encoder:str=DEFAULT_ENCODER, max_length:int=256, seed:int=0):

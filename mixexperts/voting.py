@@ -15,12 +15,13 @@ from .extract import get_extractor
 from .results import ResultsMatrix, load_results
 
 # %% auto #0
-__all__ = ['CONFIDENCE', 'LAZY_CONFIDENCE', 'TIE_BREAKERS', 'TIE_VOTE_GRID', 'Tally', 'tally', 'register_confidence',
-           'Confidence', 'get_confidence', 'Consistency', 'LogprobConfidence', 'aggregate_logprobs', 'quantise',
-           'select_model', 'vote_among_tied', 'mux_answer', 'ChoiceSource', 'SampleSet', 'encode_answers', 'mux_one',
-           'split_validation', 'tie_priority', 'check_tie_vote', 'MuxSimulation', 'SubsetBits', 'SubsetResult',
-           'search_subsets', 'mux_table', 'plot_mux_table', 'mux_summary', 'cmd_mux_simulate', 'cmd_mux_search',
-           'add_mux_commands']
+__all__ = ['CONFIDENCE', 'LAZY_CONFIDENCE', 'OFFLINE_INPUTS', 'TIE_BREAKERS', 'TIE_VOTE_GRID', 'Tally', 'tally',
+           'register_confidence', 'Confidence', 'offline_confidences', 'confidence_class', 'get_confidence',
+           'Consistency', 'LogprobConfidence', 'aggregate_logprobs', 'quantise', 'select_model', 'vote_among_tied',
+           'mux_answer', 'ChoiceSource', 'SampleSet', 'encode_answers', 'mux_one', 'split_validation', 'tie_priority',
+           'check_tie_vote', 'seed_streams', 'MuxSimulation', 'validation_mask', 'default_temperature', 'gold_nll',
+           'auto_temperature', 'choice_source', 'SubsetBits', 'SubsetResult', 'search_subsets', 'mux_table',
+           'plot_mux_table', 'mux_summary', 'cmd_mux_simulate', 'cmd_mux_search', 'add_mux_commands']
 
 # %% ../nbs/05_voting.ipynb #eea23a11
 @dataclass
@@ -99,12 +100,23 @@ class Confidence:
         raise NotImplementedError
     def __repr__(self): return f"{type(self).__name__}({self.name!r})"
 
+OFFLINE_INPUTS = ('logprobs',)   # what an offline source can feed a confidence besides the answer ids
+
+def offline_confidences() -> list:
+    "The registered confidences an offline simulation can feed (their `needs` are all in `OFFLINE_INPUTS`)."
+    return sorted(n for n, c in CONFIDENCE.items() if set(c.needs) <= set(OFFLINE_INPUTS))
+
+def confidence_class(name:str) -> type|None:
+    "The `Confidence` class registered under `name` (importing its module if it registers lazily), or None."
+    if name not in CONFIDENCE and name in LAZY_CONFIDENCE: importlib.import_module(LAZY_CONFIDENCE[name])
+    return CONFIDENCE.get(name) or importlib.import_module('mixexperts.voting').CONFIDENCE.get(name)  # where lazy ones register
+
 def get_confidence(name, **options) -> Confidence:
     "Build the confidence method registered under `name`."
     if isinstance(name, Confidence): return name
-    if name not in CONFIDENCE and name in LAZY_CONFIDENCE: importlib.import_module(LAZY_CONFIDENCE[name])
-    if name not in CONFIDENCE: raise MixExpertsError(f"unknown confidence method {name!r}; registered: {sorted(set(CONFIDENCE) | set(LAZY_CONFIDENCE))}")
-    return CONFIDENCE[name](**options)
+    cls = confidence_class(name)
+    if cls is None: raise MixExpertsError(f"unknown confidence method {name!r}; registered: {sorted(set(CONFIDENCE) | set(LAZY_CONFIDENCE))}")
+    return cls(**options)
 
 @register_confidence('consistency')
 class Consistency(Confidence):
@@ -214,16 +226,28 @@ def _model_index(names:list, models) -> np.ndarray:
     if not models: raise MixExpertsError("no models selected")
     return np.array([list(names).index(m) for m in models])
 
+def _per_model_temperature(temperature, models:list) -> np.ndarray:
+    "`[M]` temperatures from one number or a {model: T} mapping that covers every model; each > 0."
+    if isinstance(temperature, dict):
+        missing = [m for m in models if m not in temperature]
+        if missing: raise MixExpertsError(f"temperature mapping lacks model(s) {missing[:5]}")
+        vals = [temperature[m] for m in models]
+    else: vals = [temperature] * len(models)
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not v > 0:
+            raise MixExpertsError(f"temperature must be a number > 0 (or one per model), got {v!r} (choose 'auto' with `auto_temperature`)")
+    return np.asarray(vals, np.float64)
+
 class ChoiceSource:
-    "Multiple-choice answer distributions: each model answers with the softmax of its option log-likelihoods."
+    "Multiple-choice answer distributions: each model answers with the softmax of its option scores (primary metric)."
     def __init__(self, rm:ResultsMatrix, # a results matrix with per-option log-likelihoods
-                 temperature:float=1.0, # softmax temperature over log-likelihoods
+                 temperature=1.0, # softmax temperature over the option scores: a number, or {model: T} for every model
                 ):
         if not isinstance(rm, ResultsMatrix): raise MixExpertsError(f"ChoiceSource needs a ResultsMatrix, got {type(rm).__name__}")
-        if not temperature > 0: raise MixExpertsError(f"temperature must be > 0, got {temperature}")
-        ll = rm.logliks
+        T = _per_model_temperature(temperature, rm.models)
+        ll = rm.option_scores()
         if ll.shape[2] < 2 or np.isnan(ll).all(): raise MixExpertsError("the matrix has no per-option log-likelihoods (not a multiple-choice task?)")
-        x = np.where(np.isnan(ll), -np.inf, ll / temperature)
+        x = np.where(np.isnan(ll), -np.inf, ll / T[None, :, None])
         mx = x.max(-1, keepdims=True)
         self.present = np.isfinite(mx[..., 0])
         e = np.exp(x - np.where(np.isfinite(mx), mx, 0))
@@ -239,11 +263,15 @@ class ChoiceSource:
         self.greedy_correct = (np.argmax(np.where(valid, ll, -np.inf), -1) == gold[:, None]) & self.present & (gold[:, None] >= 0)
         self.models, self.qids, self.n_answers = list(rm.models), np.asarray(rm.qids), C
         self.subjects = rm.questions['subject'].astype(str).to_numpy() if 'subject' in rm.questions else None
-        self.name, self.temperature = rm.benchmark or 'results', temperature
+        self.name = rm.benchmark or 'results'
+        self.temperature = dict(zip(self.models, map(float, T))) if isinstance(temperature, dict) else float(temperature)
+        self.per_character = sorted({t for t, m in (rm.meta.get('metrics') or {}).items() if m == 'acc_norm'})
 
     n_questions = property(lambda self: len(self.qids))
     n_models = property(lambda self: len(self.models))
-    def __repr__(self): return f"ChoiceSource({self.name}: {self.n_questions} questions × {self.n_models} models, T={self.temperature})"
+    def __repr__(self):
+        T = self.temperature if not isinstance(self.temperature, dict) else f"per model, median {np.median(list(self.temperature.values())):.3g}"
+        return f"ChoiceSource({self.name}: {self.n_questions} questions × {self.n_models} models, T={T})"
 
     def draw(self, k:int, trials:int, rng, models=None, logprobs:bool=False) -> tuple:
         "`(samples [trials, Q, M, k] int8, extra)`: k answers per model, by inverse CDF; `extra['logprobs']` on request."
@@ -471,6 +499,10 @@ def check_tie_vote(tie_vote, # None, 'auto', or a power (number or numeric strin
     return None if g == np.inf else g  # ∞ is the plain tie-break
 
 # %% ../nbs/05_voting.ipynb #e8eecb67
+def seed_streams(seed) -> dict:
+    "The independent random streams of a simulation, all from its one seed."
+    return dict(zip(('draw', 'tally', 'split', 'ties', 'pooled', 'budget'), np.random.SeedSequence(seed).spawn(6)))
+
 class MuxSimulation:
     "SLM-MUX replayed offline: sampled answers per trial, per-model confidence, selection, baselines."
     def __init__(self, source, # a `ChoiceSource` or `SampleSet`
@@ -484,14 +516,17 @@ class MuxSimulation:
                  tie_vote=None, # None: the tie-breaker alone; a power γ: tied models vote, weighted by accuracy ** γ; 'auto': γ from TIE_VOTE_GRID, on validation
                  **confidence_options, # e.g. denominator='nonempty'
                 ):
-        if isinstance(source, ResultsMatrix): source = ChoiceSource(source)
+        if isinstance(source, ResultsMatrix): source = choice_source(source, None, validation, seed)  # the benchmark's default temperature
         if not (isinstance(k, (int, np.integer)) and k >= 1): raise MixExpertsError(f"k must be an int >= 1, got {k!r}")
         if not (isinstance(trials, (int, np.integer)) and trials >= 1): raise MixExpertsError(f"trials must be an int >= 1, got {trials!r}")
         if tie_breaker not in TIE_BREAKERS: raise MixExpertsError(f"unknown tie_breaker {tie_breaker!r}; choose from {TIE_BREAKERS}")
         self.source, self.k, self.trials, self.seed, self.tie_breaker = source, int(k), int(trials), seed, tie_breaker
         self.tie_vote, self._vote_powers = check_tie_vote(tie_vote, tie_breaker), {}
         self.confidence = get_confidence(confidence, **confidence_options)
-        self._seeds = dict(zip(('draw', 'tally', 'split', 'ties', 'pooled', 'budget'), np.random.SeedSequence(seed).spawn(6)))
+        lacking = sorted(set(self.confidence.needs) - set(OFFLINE_INPUTS))
+        if lacking: raise MixExpertsError(f"confidence {self.confidence.name!r} needs {', '.join(lacking)}, which an offline simulation "
+                                          f"does not have; offline: {', '.join(offline_confidences())} (run it live with `mux run`)")
+        self._seeds = seed_streams(seed)
         Q = source.n_questions
         if isinstance(validation, (float, int)) and not isinstance(validation, bool):
             groups = source.subjects if stratify else None
@@ -653,6 +688,68 @@ def with_tie_breaker(self:MuxSimulation, tie_breaker:str, tie_vote=None) -> MuxS
     return new
 
 # %% ../nbs/05_voting.ipynb #efb87b19
+def validation_mask(source, # a `ChoiceSource`, `SampleSet` or `ResultsMatrix`
+                    validation=0.5, # share of questions for validation, or a boolean mask
+                    seed=0, # the simulation's seed
+                    stratify:bool=True, # split each subject separately when there are subjects
+                   ) -> np.ndarray:
+    "The validation half a `MuxSimulation` with these settings uses (boolean mask over the questions)."
+    if isinstance(source, ResultsMatrix):
+        n, subjects = source.n_questions, source.questions['subject'].astype(str).to_numpy() if 'subject' in source.questions else None
+    else: n, subjects = source.n_questions, source.subjects
+    if not isinstance(validation, (float, int)) or isinstance(validation, bool):
+        val = np.asarray(validation, bool)
+        if val.shape != (n,): raise MixExpertsError(f"validation mask has shape {val.shape}, expected ({n},)")
+        return val
+    return split_validation(n, subjects if stratify else None, float(validation), np.random.default_rng(seed_streams(seed)['split']))
+
+def default_temperature(rm:ResultsMatrix):
+    "1.0 where the option scores are log-likelihoods; 'auto' where some task scores options per character (`acc_norm`)."
+    return 'auto' if any(m == 'acc_norm' for m in (rm.meta.get('metrics') or {}).values()) else 1.0
+
+def gold_nll(rm:ResultsMatrix, temperature, rows=None) -> np.ndarray:
+    "`[M]` mean −log p(gold option) per model under softmax(option scores / T) (T: a number or `[M]`), over `rows` with a gold answer."
+    s, g = rm.option_scores(), rm.questions['gold'].to_numpy()
+    if rows is not None: s, g = s[rows], g[rows]
+    x = np.where(np.isnan(s), -np.inf, s / np.broadcast_to(np.asarray(temperature, np.float64), (s.shape[1],))[None, :, None])
+    mx = x.max(-1, keepdims=True)
+    ok = np.isfinite(mx[..., 0]) & (g[:, None] >= 0)
+    m0 = np.where(np.isfinite(mx), mx, 0)
+    lse = np.log(np.exp(x - m0).sum(-1)) + m0[..., 0]
+    gold = np.take_along_axis(x, np.clip(g, 0, None)[:, None, None].repeat(x.shape[1], 1), -1)[..., 0]
+    with np.errstate(invalid='ignore'): return np.where(ok, lse - gold, 0).sum(0) / ok.sum(0)
+
+def auto_temperature(rm:ResultsMatrix, # the multiple-choice results
+                     validation=0.5, seed=0, stratify:bool=True, # the simulation's split (see `validation_mask`)
+                     bounds=(0.002, 50.0), # the range searched
+                    ) -> tuple:
+    "`({model: T}, table)`: per-model temperature scaling on the validation half (each T minimises that model's gold NLL)."
+    from scipy.optimize import minimize_scalar
+    val = validation_mask(rm, validation, seed, stratify)
+    if not val.any(): raise MixExpertsError("temperature 'auto' needs a validation half (validation > 0)")
+    rows = []
+    for j, m in enumerate(rm.models):
+        one = rm.select([m])
+        if not np.isfinite(gold_nll(one, 1.0, val)[0]): raise MixExpertsError(f"model {m!r} answers no validation question with a gold option")
+        r = minimize_scalar(lambda lt: gold_nll(one, float(np.exp(lt)), val)[0], bounds=tuple(np.log(bounds)), method='bounded',
+                            options=dict(xatol=1e-4))
+        rows.append(dict(model=m, temperature=float(np.exp(r.x)), validation_nll=float(r.fun), nll_at_1=float(gold_nll(one, 1.0, val)[0])))
+    table = pd.DataFrame(rows).set_index('model')
+    table.attrs['n_validation'] = int(val.sum())
+    return table['temperature'].to_dict(), table
+
+def choice_source(rm:ResultsMatrix, # multiple-choice results
+                  temperature=None, # None: `default_temperature`; a number, {model: T}, or 'auto'
+                  validation=0.5, seed=0, # the simulation's split, for 'auto'
+                 ) -> ChoiceSource:
+    "A `ChoiceSource` at the benchmark's default temperature, or the one given ('auto': per-model temperature scaling on validation)."
+    T = default_temperature(rm) if temperature is None else temperature
+    if isinstance(T, str):
+        if T != 'auto': raise MixExpertsError(f"temperature must be a number > 0, one per model, or 'auto', got {T!r}")
+        T, _ = auto_temperature(rm, validation, seed)
+    return ChoiceSource(rm, T)
+
+# %% ../nbs/05_voting.ipynb #cf1f4205
 def _pack(bits:np.ndarray) -> np.ndarray:
     "Pack a bool array [N, ...] along N into uint64 words [..., W]."
     b = np.packbits(bits, axis=0, bitorder='little')
@@ -663,6 +760,18 @@ def _pack(bits:np.ndarray) -> np.ndarray:
 
 def _popcount(words:np.ndarray) -> np.ndarray:
     return np.bitwise_count(words).sum(-1, dtype=np.int64)
+
+def _knowledge(sim:MuxSimulation) -> tuple:
+    "`(right samples, confidently wrong)` per (question, model) — over every collected sample of a `SampleSet` ([Q, M]), else per trial ([T, Q, M])."
+    src = sim.source
+    if isinstance(src, SampleSet):
+        a = src.answers
+        right = ((a >= 0) & np.take_along_axis(src.correct_table, np.maximum(a, 0).reshape(len(a), -1), 1).reshape(a.shape)).sum(-1)
+        same, n = (a == a[..., :1]).all(-1), a.shape[-1]
+    else:
+        right, a = sim.n_correct_samples, sim.tally.samples
+        same, n = (a == a[..., :1]).all(-1), sim.k
+    return right, same & (n > 1) & (right == 0) & src.present   # all-empty sets are identical too
 
 class SubsetBits:
     "Validation rows of a simulation packed into bitsets, for scoring many model subsets quickly."
@@ -681,10 +790,10 @@ class SubsetBits:
             beats[m] = _pack(b & np.isfinite(s[:, [m]]))
         self.beats = beats
         self.correct = _pack(sim.answer_correct[:, mask].reshape(-1, M))  # [M, W]
-        ncs = sim.n_correct_samples[:, mask].reshape(-1, M)
-        self.knows = _pack(ncs >= robust_level)
-        cw = (sim.tally.count[:, mask].reshape(-1, M) == sim.k) & (sim.k > 1) & (ncs == 0)
-        self.confidently_wrong = _pack(cw)
+        ncs, cw = _knowledge(sim)
+        T = sim.trials
+        self.knows = _pack(np.broadcast_to(ncs >= robust_level, (T,) + ncs.shape[-2:])[:, mask].reshape(-1, M))
+        self.confidently_wrong = _pack(np.broadcast_to(cw, (T,) + cw.shape[-2:])[:, mask].reshape(-1, M))
 
     def accuracy(self, S:np.ndarray) -> np.ndarray:
         "MUX accuracy of each subset (rows of model indices `S [n, s]`)."
@@ -842,12 +951,15 @@ def _mux_source(a, load):
         return SampleSet(ss.answers[:, idx], ss.correct_table, keep, ss.qids, ss.subjects, ss.present[:, idx],
                          None if ss.logprobs is None else ss.logprobs[:, idx], ss.name)
     rm = load(a)
-    return ChoiceSource(rm, temperature=a.temperature)
+    return choice_source(rm, a.temperature, a.validation, a.seed)
+
+def _sim_options(a) -> dict:
+    opts = {'denominator': a.denominator} if a.confidence == 'consistency' else {}
+    return dict(k=a.k, trials=a.trials, seed=a.seed, confidence=a.confidence, tie_breaker=a.tie_breaker,
+                validation=a.validation, tie_vote=a.tie_vote, **opts)
 
 def _mux_sim(a, load) -> MuxSimulation:
-    opts = {'denominator': a.denominator} if a.confidence == 'consistency' else {}
-    return MuxSimulation(_mux_source(a, load), k=a.k, trials=a.trials, seed=a.seed, confidence=a.confidence,
-                         tie_breaker=a.tie_breaker, validation=a.validation, tie_vote=a.tie_vote, **opts)
+    return MuxSimulation(_mux_source(a, load), **_sim_options(a))
 
 def _search(a, sim) -> SubsetResult:
     return search_subsets(sim, sizes=(a.min_size, a.max_size), objective=a.objective, lam=a.lam,
@@ -866,7 +978,8 @@ def mux_summary(sim:MuxSimulation, subset:SubsetResult|None=None, rep:pd.DataFra
                oracle_accuracy=r["oracle (any model's answer)"], oracle_any_sample_accuracy=r['oracle (any sample)'],
                n_questions=int(sim.source.n_questions), n_validation=int(sim.val.sum()), n_test=int(sim.test.sum()),
                n_models=sim.n_models, k=sim.k, trials=sim.trials, seed=sim.seed, confidence=sim.confidence.name,
-               tie_breaker=sim.tie_breaker, tie_vote_power=sim.vote_power(subset.models if subset else None))
+               tie_breaker=sim.tie_breaker, tie_vote_power=sim.vote_power(subset.models if subset else None),
+               temperature=getattr(sim.source, 'temperature', None))
     if subset:
         out.update(subset=subset.models, subset_objective=subset.objective,
                    subset_validation_accuracy=subset.validation_accuracy,
@@ -918,17 +1031,35 @@ def _tie_vote_arg(v:str):
     try: return float(v)
     except ValueError: raise argparse.ArgumentTypeError(f"expected a power (number) or 'auto', got {v!r}") from None
 
+def _temperature_arg(v:str):
+    if v == 'auto': return v
+    try: t = float(v)
+    except ValueError: t = float('nan')
+    if not t > 0: raise argparse.ArgumentTypeError(f"expected a temperature > 0 or 'auto', got {v!r}")
+    return t
+
+def _offline_confidence_arg(v:str):
+    "A confidence an offline simulation can feed (it replays answer ids, with log-probabilities for choice sources)."
+    cls = confidence_class(v)
+    if cls is None: raise argparse.ArgumentTypeError(f"unknown confidence {v!r}; offline: {', '.join(offline_confidences())}")
+    lacking = sorted(set(cls.needs) - set(OFFLINE_INPUTS))
+    if lacking: raise argparse.ArgumentTypeError(f"confidence {v!r} needs {', '.join(lacking)}, which an offline simulation does not "
+                                                 f"have; offline: {', '.join(offline_confidences())} (run {v!r} live with `mux run`)")
+    return v
+
 def _add_sim_args(p):
     p.add_argument('--k', type=int, default=5, help='samples per model per question')
     p.add_argument('--trials', type=int, default=10, help='independent repetitions')
     p.add_argument('--seed', type=int, default=0, help='the one seed of the run')
-    p.add_argument('--confidence', default='consistency', choices=sorted(set(CONFIDENCE) | set(LAZY_CONFIDENCE)), help='confidence method')
+    p.add_argument('--confidence', default='consistency', type=_offline_confidence_arg, metavar='|'.join(offline_confidences()),
+                   help='confidence method (those an offline simulation can feed)')
     p.add_argument('--denominator', default='k', choices=('k', 'nonempty'), help="consistency share over k (paper) or non-empty votes (reference)")
     p.add_argument('--tie-breaker', default='validation_accuracy', choices=TIE_BREAKERS, help='tie-break among equally confident models')
     p.add_argument('--tie-vote', type=_tie_vote_arg, default=None, metavar='POWER|auto',
                    help="tied models vote, weighted by accuracy ** POWER ('auto': chosen on validation); needs an accuracy tie-breaker")
     p.add_argument('--validation', type=float, default=0.5, help='share of questions in the validation half')
-    p.add_argument('--temperature', type=float, default=1.0, help='softmax temperature over option log-likelihoods')
+    p.add_argument('--temperature', type=_temperature_arg, default=None, metavar='T|auto',
+                   help="softmax temperature over the option scores (default: 1 on log-likelihood benchmarks, 'auto' on per-character ones)")
     p.add_argument('--json', action='store_true', help='print one JSON object')
 
 def _add_search_args(p):

@@ -9,7 +9,7 @@ from mixexperts.backends import Backend, Completion
 from mixexperts.core import DataFormatError, MixExpertsError, OutputExistsError, write_json
 from mixexperts.voting import MuxSimulation, SampleSet
 from mixexperts.mux_live import (Item, MuxRun, MuxRunConfig, get_benchmark, load_backend, load_collected, parse_models,
-                                 read_config, records_to_sampleset, select_questions)
+                                 load_mux_config, records_to_sampleset, select_questions)
 
 SMOL = 'smollm2-135m-instruct'
 TINY = dict(benchmark='gsm8k', models=[SMOL], n_questions=3, k=2, max_tokens=6, temperature=0.7, tie_breaker='model_order',
@@ -72,9 +72,13 @@ def test_validation_accuracy_given_by_hand_or_measured():
 
 def test_config_file_errors_name_the_file(tmp_path):
     (tmp_path / 'bad.yaml').write_text('benchmark: mmlu\nmodels: [a]\nsamples_per_model: 3\n')
-    with pytest.raises(DataFormatError, match=r"bad.yaml: unknown config key\(s\) \['samples_per_model'\]"): read_config(tmp_path / 'bad.yaml')
+    with pytest.raises(DataFormatError, match=r"bad.yaml: config key 'samples_per_model' is not supported"): load_mux_config(tmp_path / 'bad.yaml')
     (tmp_path / 'worse.yaml').write_text('benchmark: [unclosed\n')
-    with pytest.raises(DataFormatError, match='worse.yaml: not valid YAML'): read_config(tmp_path / 'worse.yaml')
+    with pytest.raises(DataFormatError, match='worse.yaml: not valid YAML'): load_mux_config(tmp_path / 'worse.yaml')
+    (tmp_path / 'list.yaml').write_text('- benchmark: mmlu\n')
+    with pytest.raises(DataFormatError, match='list.yaml: a run config is a mapping'): load_mux_config(tmp_path / 'list.yaml')
+    import mixexperts.mux_live as ml, mixexperts.core as core
+    assert not hasattr(ml, 'read_config') or ml.read_config is core.read_config   # one config reader
 
 
 def test_too_many_questions():

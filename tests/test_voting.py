@@ -154,7 +154,7 @@ def test_model_with_no_validation_questions():
 def test_bad_simulation_options():
     for kw, msg in [(dict(k=0), 'k must be'), (dict(trials=0), 'trials must be'), (dict(tie_breaker='coin'), 'unknown tie_breaker'),
                     (dict(confidence='entropy'), 'unknown confidence'),
-                    (dict(confidence='embedding'), 'needs the raw responses'), (dict(validation=np.ones(5, bool)), 'validation mask')]:
+                    (dict(confidence='embedding'), 'needs responses, which an offline simulation does not have'), (dict(validation=np.ones(5, bool)), 'validation mask')]:
         with pytest.raises(MixExpertsError, match=msg): MuxSimulation(tiny_set(), **{'k': 2, 'trials': 1, **kw})
     with pytest.raises(MixExpertsError, match='no per-sample log-probabilities'): MuxSimulation(tiny_set(), k=2, trials=1, confidence='logprob')
 
