@@ -4,8 +4,9 @@ For each shipped benchmark (MMLU without the six models that have no ARC outputs
 questions of the routing chapter's fold 0 *training* set are split again (5-fold, seed 1, stratified by subject):
 4/5 train a `query_label` router (frozen MiniLM embeddings, softmax head: Bench-CoE's query level, the cheap
 stand-in for MoM's fine-tuned orchestrator) on best-model labels made with each tie policy, and the remaining
-1/5 — the validation split — scores the routed accuracy. Fold 0's test questions, and every other fold's, are
-never read, so the choice of the default uses no test number.
+1/5 — the validation split — scores the routed accuracy. Fold 0's test questions are never read. Fold 0's
+training questions are the other folds' test questions, so a 5-fold figure computed with the chosen default is
+not wholly independent of this choice.
 
 Usage: python benchmarks/label_ties.py [--out FILE.json]
 The last line printed is one JSON object: per benchmark the split sizes, the best single model's validation

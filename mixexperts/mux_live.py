@@ -284,8 +284,11 @@ def load_mux_config(path) -> tuple:
     path = Path(path)
     if not path.is_file(): raise DataNotFoundError(f"{path} does not exist")
     known = tuple(f.name for f in fields(MuxRunConfig)) + ('output',)
-    d, _ = read_config(path if path.suffix in ('.yml', '.yaml', '.json') else path.read_text(encoding='utf-8'), known,
-                       "a run config is a mapping with benchmark and models")
+    try: d, _ = read_config(path if path.suffix in ('.yml', '.yaml', '.json') else path.read_text(encoding='utf-8'), known,
+                            "a run config is a mapping with benchmark and models")
+    except DataFormatError as e:
+        if e.path is None: raise DataFormatError(e.msg, path) from None   # text read from a file of another suffix
+        raise
     try: return MuxRunConfig.from_dict(d), d.get('output')
     except MixExpertsError as e: raise DataFormatError(str(e), path) from None
 

@@ -498,7 +498,8 @@ def load_results(root, # lm-eval output folder (one sub-folder per model), or a 
         if unknown: raise MixExpertsError(f"cannot exclude {unknown}: no such model in {root}; known: {sorted(runs)}")
         runs = {m: t for m, t in runs.items() if m not in set(exclude_models)}
     if not runs: raise MixExpertsError(f"no models left to load from {root}")
-    model_names = [m for m in models if m in runs] if models else sorted(runs)   # the order given (it decides model-order ties)
+    model_names = sorted(runs) if models is None else [m for m in list(models) if m in runs]   # the order given decides model-order ties
+    if not model_names: raise MixExpertsError(f"none of the models {list(models)} is in {root}; it holds {sorted(runs)}")
     tasks = sorted({t for v in runs.values() for t in v})
     ref_model = {t: next(m for m in model_names if t in runs[m]) for t in tasks}
     kw = dict(metric=metric, filter=filter, on_bad_line=on_bad_line)
@@ -638,6 +639,11 @@ def option_scores(self:ResultsMatrix) -> np.ndarray:
     norm = self.questions['task'].map(lambda t: metrics.get(t) == 'acc_norm').to_numpy(bool)
     if not norm.any(): return self.logliks
     q = self.questions[norm]
+    known = np.array([c is not None and len(c) == n for c, n in zip(q['choices'], q['n_choices'])], bool)
+    if not known.all():
+        tasks = sorted(set(q['task'][~known]))
+        warnings.warn(f"{int((~known).sum())} acc_norm question(s) of task(s) {tasks} have no option texts to measure: their "
+                      "scores stay raw log-likelihoods (the logged prediction may differ there)", DataWarning, stacklevel=2)
     lengths = np.ones((self.n_questions, self.logliks.shape[2]))
     lengths[norm] = choice_lengths(list(q['choices']), q['n_choices'].to_numpy(), self.logliks.shape[2])
     return self.logliks / lengths[:, None, :]

@@ -234,16 +234,21 @@ def _per_model_temperature(temperature, models:list) -> np.ndarray:
         vals = [temperature[m] for m in models]
     else: vals = [temperature] * len(models)
     for v in vals:
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not v > 0:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not v > 0:
             raise MixExpertsError(f"temperature must be a number > 0 (or one per model), got {v!r} (choose 'auto' with `auto_temperature`)")
     return np.asarray(vals, np.float64)
 
 class ChoiceSource:
     "Multiple-choice answer distributions: each model answers with the softmax of its option scores (primary metric)."
     def __init__(self, rm:ResultsMatrix, # a results matrix with per-option log-likelihoods
-                 temperature=1.0, # softmax temperature over the option scores: a number, or {model: T} for every model
+                 temperature=None, # softmax temperature over the option scores: a number, or {model: T}; None: 1 on log-likelihood scores
                 ):
         if not isinstance(rm, ResultsMatrix): raise MixExpertsError(f"ChoiceSource needs a ResultsMatrix, got {type(rm).__name__}")
+        if temperature is None:
+            if any(m == 'acc_norm' for m in (rm.meta.get('metrics') or {}).values()):
+                raise MixExpertsError("this matrix scores options per character (acc_norm), where T = 1 samples almost uniformly: give a "
+                                      "temperature, or build the source with `choice_source(rm)`, which chooses one per model on the validation half")
+            temperature = 1.0
         T = _per_model_temperature(temperature, rm.models)
         ll = rm.option_scores()
         if ll.shape[2] < 2 or np.isnan(ll).all(): raise MixExpertsError("the matrix has no per-option log-likelihoods (not a multiple-choice task?)")
@@ -516,7 +521,7 @@ class MuxSimulation:
                  tie_vote=None, # None: the tie-breaker alone; a power γ: tied models vote, weighted by accuracy ** γ; 'auto': γ from TIE_VOTE_GRID, on validation
                  **confidence_options, # e.g. denominator='nonempty'
                 ):
-        if isinstance(source, ResultsMatrix): source = choice_source(source, None, validation, seed)  # the benchmark's default temperature
+        if isinstance(source, ResultsMatrix): source = choice_source(source, None, validation, seed, stratify)  # the benchmark's default temperature
         if not (isinstance(k, (int, np.integer)) and k >= 1): raise MixExpertsError(f"k must be an int >= 1, got {k!r}")
         if not (isinstance(trials, (int, np.integer)) and trials >= 1): raise MixExpertsError(f"trials must be an int >= 1, got {trials!r}")
         if tie_breaker not in TIE_BREAKERS: raise MixExpertsError(f"unknown tie_breaker {tie_breaker!r}; choose from {TIE_BREAKERS}")
@@ -707,10 +712,12 @@ def default_temperature(rm:ResultsMatrix):
     "1.0 where the option scores are log-likelihoods; 'auto' where some task scores options per character (`acc_norm`)."
     return 'auto' if any(m == 'acc_norm' for m in (rm.meta.get('metrics') or {}).values()) else 1.0
 
-def gold_nll(rm:ResultsMatrix, temperature, rows=None) -> np.ndarray:
-    "`[M]` mean −log p(gold option) per model under softmax(option scores / T) (T: a number or `[M]`), over `rows` with a gold answer."
-    s, g = rm.option_scores(), rm.questions['gold'].to_numpy()
-    if rows is not None: s, g = s[rows], g[rows]
+def gold_nll(scores:np.ndarray, # [Q, M, C] option scores (`ResultsMatrix.option_scores`), NaN-padded
+             gold:np.ndarray, # [Q] gold option index (-1: unknown)
+             temperature, # a number or [M]
+            ) -> np.ndarray:
+    "`[M]` mean −log p(gold option) per model under softmax(scores / T), over the questions with a gold answer."
+    s, g = scores, np.asarray(gold)
     x = np.where(np.isnan(s), -np.inf, s / np.broadcast_to(np.asarray(temperature, np.float64), (s.shape[1],))[None, :, None])
     mx = x.max(-1, keepdims=True)
     ok = np.isfinite(mx[..., 0]) & (g[:, None] >= 0)
@@ -726,27 +733,30 @@ def auto_temperature(rm:ResultsMatrix, # the multiple-choice results
     "`({model: T}, table)`: per-model temperature scaling on the validation half (each T minimises that model's gold NLL)."
     from scipy.optimize import minimize_scalar
     val = validation_mask(rm, validation, seed, stratify)
-    if not val.any(): raise MixExpertsError("temperature 'auto' needs a validation half (validation > 0)")
+    if not val.any(): raise MixExpertsError("temperature 'auto' needs a validation half (validation > 0); "
+                                            "with no validation half give a temperature (temperature=, --temperature T)")
+    scores, gold = rm.option_scores()[val], rm.questions['gold'].to_numpy()[val]
     rows = []
     for j, m in enumerate(rm.models):
-        one = rm.select([m])
-        if not np.isfinite(gold_nll(one, 1.0, val)[0]): raise MixExpertsError(f"model {m!r} answers no validation question with a gold option")
-        r = minimize_scalar(lambda lt: gold_nll(one, float(np.exp(lt)), val)[0], bounds=tuple(np.log(bounds)), method='bounded',
+        one = scores[:, j:j + 1]
+        at_1 = float(gold_nll(one, gold, 1.0)[0])
+        if not np.isfinite(at_1): raise MixExpertsError(f"model {m!r} answers no validation question with a gold option")
+        r = minimize_scalar(lambda lt: gold_nll(one, gold, float(np.exp(lt)))[0], bounds=tuple(np.log(bounds)), method='bounded',
                             options=dict(xatol=1e-4))
-        rows.append(dict(model=m, temperature=float(np.exp(r.x)), validation_nll=float(r.fun), nll_at_1=float(gold_nll(one, 1.0, val)[0])))
+        rows.append(dict(model=m, temperature=float(np.exp(r.x)), validation_nll=float(r.fun), nll_at_1=at_1))
     table = pd.DataFrame(rows).set_index('model')
     table.attrs['n_validation'] = int(val.sum())
     return table['temperature'].to_dict(), table
 
 def choice_source(rm:ResultsMatrix, # multiple-choice results
                   temperature=None, # None: `default_temperature`; a number, {model: T}, or 'auto'
-                  validation=0.5, seed=0, # the simulation's split, for 'auto'
+                  validation=0.5, seed=0, stratify:bool=True, # the simulation's split, for 'auto'
                  ) -> ChoiceSource:
     "A `ChoiceSource` at the benchmark's default temperature, or the one given ('auto': per-model temperature scaling on validation)."
     T = default_temperature(rm) if temperature is None else temperature
     if isinstance(T, str):
         if T != 'auto': raise MixExpertsError(f"temperature must be a number > 0, one per model, or 'auto', got {T!r}")
-        T, _ = auto_temperature(rm, validation, seed)
+        T, _ = auto_temperature(rm, validation, seed, stratify)
     return ChoiceSource(rm, T)
 
 # %% ../nbs/05_voting.ipynb #cf1f4205
@@ -766,7 +776,7 @@ def _knowledge(sim:MuxSimulation) -> tuple:
     src = sim.source
     if isinstance(src, SampleSet):
         a = src.answers
-        right = ((a >= 0) & np.take_along_axis(src.correct_table, np.maximum(a, 0).reshape(len(a), -1), 1).reshape(a.shape)).sum(-1)
+        right = ((a >= 0) & np.take_along_axis(src.correct_table, np.maximum(a, 0).reshape(len(a), -1), 1).reshape(a.shape)).sum(-1) * src.present
         same, n = (a == a[..., :1]).all(-1), a.shape[-1]
     else:
         right, a = sim.n_correct_samples, sim.tally.samples

@@ -132,7 +132,7 @@ def test_equivalent_answers_share_the_gold_verdict():
 
 
 def test_duplicate_model_names_everywhere(arc_small):
-    src = ChoiceSource(arc_small)
+    src = ChoiceSource(arc_small, 1.0)
     with pytest.raises(MixExpertsError, match='duplicate'): src.draw(2, 1, np.random.default_rng(0), models=[src.models[0]] * 2)
     sim = MuxSimulation(src, k=2, trials=1)
     with pytest.raises(MixExpertsError, match='duplicate'): sim.mux([src.models[0], src.models[0]])
