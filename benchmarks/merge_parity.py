@@ -1,6 +1,6 @@
 """Parity and cost of our checkpoint merges against mergekit 0.1.5, on three real SmolLM2-135M experts.
 
-The experts are the default LoRA experts of `mixexperts.merging.make_experts` (GSM8K solutions, MedMCQA, MMLU;
+The experts are the default LoRA experts of `mixexperts.experts.make_experts` (GSM8K solutions, MedMCQA, MMLU;
 trained once and cached), written as full fp32 models (base + ΔW). mergekit lives in its own virtual environment
 (its pins clash with ours), created on first use under the mixexperts cache: torch==2.13.0 first (the local CPU
 wheel from /opt/wheels), then mergekit==0.1.5.
@@ -30,9 +30,9 @@ import torch
 import yaml
 
 from mixexperts.core import cache_dir, read_json
-from mixexperts.backends import resolve_model
-from mixexperts.merging import (expert_checkpoints, load_params, make_experts, max_abs_diff, check_aligned,
-                                EXPERT_DEFAULTS)
+from mixexperts.models import resolve_model
+from mixexperts.params import load_params, max_abs_diff, check_aligned
+from mixexperts.experts import expert_checkpoints, make_experts, EXPERT_DEFAULTS
 
 MERGEKIT = 'mergekit==0.1.5'
 TORCH = 'torch==2.13.0'

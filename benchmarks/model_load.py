@@ -8,7 +8,7 @@ import argparse, json, subprocess, sys
 
 GGUF = """
 import time, torch
-from mixexperts.backends import LOCAL_MODELS, gguf_path
+from mixexperts.models import LOCAL_MODELS, gguf_path
 from transformers import AutoModelForCausalLM, AutoTokenizer
 p = gguf_path(LOCAL_MODELS['{m}'])
 t = time.perf_counter()
@@ -18,7 +18,8 @@ print(time.perf_counter() - t)
 """
 CACHE = """
 import time
-from mixexperts.backends import resolve_model, HFBackend
+from mixexperts.backends import HFBackend
+from mixexperts.models import resolve_model
 resolve_model('{m}')  # make sure the cache exists (converted once, outside the timing)
 t = time.perf_counter()
 b = HFBackend('{m}')

@@ -1,12 +1,12 @@
 """Time the offline SLM-MUX simulation: 12.5k MMLU questions x 25 models x k=5 samples x 10 trials.
 
-Ours (mixexperts.voting): draw every sample by inverse CDF from the models' softmax over option
+Ours (mixexperts.mux_sim): draw every sample by inverse CDF from the models' softmax over option
 log-likelihoods, count each model's votes, score consistency, and apply the MUX rule (most consistent model,
 ties to the higher validation accuracy, then model order), all as numpy array operations.
 
 Baseline, measured in the same run on the *same sampled input* (the same samples, the same within-model
-tie-break draws, the same priorities): a plain-Python loop over trials and questions that follows the spec's
-Algorithm 1 literally (Counter per model, share = count / k, candidates within 1e-9 of the best, tie-break).
+tie-break draws, the same priorities): a plain-Python loop over trials and questions that states the SLM-MUX
+selection rule literally (Counter per model, share = count / k, candidates within 1e-9 of the best, tie-break).
 The loop is slow, so it runs on the first --loop-questions questions (all trials) and its time is scaled
 linearly to all questions; both implementations' decisions are compared on those questions.
 
@@ -19,7 +19,8 @@ import numpy as np
 
 from mixexperts.core import data_path
 from mixexperts.results import load_results
-from mixexperts.voting import ChoiceSource, MuxSimulation, get_confidence, mux_answer, split_validation, tally
+from mixexperts.voting import get_confidence, mux_answer, tally
+from mixexperts.mux_sim import ChoiceSource, MuxSimulation, split_validation
 
 EXCLUDE = ['Qwen__Qwen2.5-14B-Instruct', 'AdaptLLM__finance-LLM', 'AdaptLLM__law-LLM', 'BAAI__OPI-Galactica-6.7B',
            'facebook__galactica-6.7b', 'ChanceFocus__finma-7b-nlp']
@@ -41,7 +42,7 @@ def ours(src, k, trials, seed, priority):
 
 
 def plain_loop(samples, jitter, priority, gold, k):
-    "Algorithm 1 in plain Python, one question at a time: (winners, answers, correct) as nested lists."
+    "The MUX rule in plain Python, one question at a time: (winners, answers, correct) as nested lists."
     T, Q, M = samples.shape[:3]
     samples, jitter, prio = samples.tolist(), jitter.tolist(), list(priority)
     winners, answers, correct = [], [], []

@@ -11,7 +11,7 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from mixexperts.merging import QUICK_EXPERTS, EXPERT_DEFAULTS
+from mixexperts.experts import QUICK_EXPERTS, EXPERT_DEFAULTS
 from mixexperts.search import load_experts, populate, SearchState, get_rule, AdapterSlot, make_utility
 
 DOMAINS = ['mmlu', 'medmcqa', 'medqa']   # + populate children up to --particles

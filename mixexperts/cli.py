@@ -4,109 +4,38 @@
 
 # %% ../nbs/09_cli.ipynb #9067b121
 from __future__ import annotations
-import argparse, contextlib, io, json, sys, time, warnings
-from pathlib import Path
+import argparse, importlib, sys, warnings
 from . import __version__
 from .core import *
-from .results import *
 
 # %% auto #0
-__all__ = ['COMMAND_GROUPS', 'cmd_results_summary', 'cmd_results_build', 'cmd_results_labels', 'add_results_commands',
-           'register_group', 'build_parser', 'main']
-
-# %% ../nbs/09_cli.ipynb #20131d6b
-def _add_load_args(p:argparse.ArgumentParser):
-    "Arguments that choose what `load_results` reads."
-    p.add_argument('dir', help='lm-eval output folder (one sub-folder per model) or a .parquet matrix')
-    p.add_argument('--models', nargs='+', metavar='M', help='only these models (folder names)')
-    p.add_argument('--exclude-models', nargs='+', metavar='M', help='all models but these')
-    p.add_argument('--metric', default='auto', help="metric to read ('auto': acc, or acc_norm where standard)")
-    p.add_argument('--missing', default='intersect', choices=MISSING_POLICIES, help='questions some models lack')
-    p.add_argument('--run', default='newest', help="run per task: 'newest', 'oldest' or a timestamp")
-    p.add_argument('--filter', default='auto', help='lm-eval filter for tasks that log several')
-    p.add_argument('--on-bad-line', default='error', choices=('error', 'skip'), help='malformed sample lines')
-    p.add_argument('--jobs', type=int, default=2, help='reader processes')
-    p.add_argument('--no-progress', action='store_true', help='hide the progress bar')
-
-def _load(a) -> ResultsMatrix:
-    return load_results(a.dir, models=a.models, exclude_models=a.exclude_models, metric=a.metric, missing=a.missing,
-                        run=a.run, filter=a.filter, on_bad_line=a.on_bad_line, n_jobs=a.jobs,
-                        progress=not a.no_progress and sys.stderr.isatty())
-
-# %% ../nbs/09_cli.ipynb #4d55984c
-def _fmt_summary(s:dict) -> str:
-    lines = [f"{s['benchmark']}: {s['n_models']} models × {s['n_questions']} questions in {s['n_tasks']} task(s), "
-             f"metric {', '.join(s['metrics'])}; loaded in {s['load_seconds']} s", '']
-    w = max(len(m) for m in s['accuracy'])
-    lines += [f"{i:>3}  {m:<{w}}  {a:.4f}" for i, (m, a) in enumerate(s['accuracy'].items(), 1)]
-    lines += ['', f"best single model    {s['best_model']}  {s['best_accuracy']:.4f}",
-              f"oracle (any right)   {s['oracle_accuracy']:.4f}",
-              f"no model right       {s['none_correct_fraction']:.4f}"]
-    if s['n_missing_questions']: lines.append(f"missing answers      {s['n_missing_questions']} (see warnings)")
-    return '\n'.join(lines)
-
-def cmd_results_summary(a):
-    "Print the matrix's headline numbers (a table, or one JSON object with --json)."
-    s = _load(a).summary()
-    print(json.dumps(s) if a.json else _fmt_summary(s))
-
-def cmd_results_build(a):
-    "Build the matrix and save it as parquet."
-    rm = _load(a)
-    rm.save(a.output, force=a.force)
-    print(f"wrote {a.output}: {rm.n_questions} questions × {rm.n_models} models")
-
-def cmd_results_labels(a):
-    "Write MoM best-model labels as JSONL."
-    rm = _load(a)
-    labels = best_model_labels(rm, tie=a.tie, none=a.none, seed=a.seed)
-    write_labels(labels, a.output, force=a.force)
-    counts = labels['label'].value_counts()
-    print(f"wrote {a.output}: {len(labels)} labels over {len(counts)} models "
-          f"({labels.attrs['n_dropped']} questions with no correct model dropped)" if a.none == 'drop' else
-          f"wrote {a.output}: {len(labels)} labels over {len(counts)} classes")
-
-# %% ../nbs/09_cli.ipynb #9c6d8fa0
-def add_results_commands(sub):
-    "Register `results summary|build|labels`."
-    p = sub.add_parser('results', help='lm-eval results matrix: summary, build, labels')
-    rs = p.add_subparsers(dest='action', required=True, metavar='ACTION')
-    s = rs.add_parser('summary', help='models, questions, per-model accuracy, best single, oracle')
-    _add_load_args(s); s.add_argument('--json', action='store_true', help='print one JSON object')
-    s.set_defaults(func=cmd_results_summary)
-    b = rs.add_parser('build', help='save the matrix as parquet')
-    _add_load_args(b); b.add_argument('-o', '--output', required=True, help='FILE.parquet')
-    b.add_argument('--force', action='store_true', help='overwrite an existing output')
-    b.set_defaults(func=cmd_results_build)
-    l = rs.add_parser('labels', help='MoM best-model labels as JSONL')
-    _add_load_args(l); l.add_argument('-o', '--output', required=True, help='FILE.jsonl')
-    l.add_argument('--tie', default=DEFAULT_TIE, choices=TIE_POLICIES, help=f'tie-break among correct models (default {DEFAULT_TIE})')
-    l.add_argument('--none', default='drop', choices=NONE_POLICIES, help='questions no model answers')
-    l.add_argument('--seed', type=int, default=0, help='seed for --tie random')
-    l.add_argument('--force', action='store_true', help='overwrite an existing output')
-    l.set_defaults(func=cmd_results_labels)
+__all__ = ['COMMAND_GROUPS', 'PASS_THROUGH', 'register_group', 'build_parser', 'main', 'run_captured']
 
 # %% ../nbs/09_cli.ipynb #018d7647
 COMMAND_GROUPS = {
-    'results': ('mixexperts.cli:add_results_commands', 'lm-eval results matrix: summary, build, labels'),
+    'results': ('mixexperts.commands.results:add_results_commands', 'lm-eval results matrix: summary, build, labels'),
     'serve': ('mixexperts.serve:add_serve_commands', 'OpenAI-compatible HTTP server for local models'),
     'lm-eval': ('mixexperts.lmeval:add_lmeval_commands', "lm-eval's CLI with --model mixexperts and local tasks"),
-    'mux': ('mixexperts.voting:add_mux_commands', 'SLM-MUX voting: offline simulation and model-subset search'),
-    'merge': ('mixexperts.merging:add_merge_commands', 'merge checkpoints or LoRA adapters from a mergekit-style YAML'),
-    'route': ('mixexperts.routing:add_route_commands', 'routers (MoM, Bench-CoE, zoo): train, eval, predict'),
-    'search': ('mixexperts.search:add_search_commands', 'population search over LoRA experts: swarm, bwr'),
+    'mux': ('mixexperts.commands.mux:add_mux_commands', 'SLM-MUX voting: offline simulation, model-subset search, live run'),
+    'merge': ('mixexperts.commands.merge:add_merge_commands', 'merge checkpoints or LoRA adapters from a mergekit-style YAML'),
+    'route': ('mixexperts.commands.route:add_route_commands', 'routers (MoM, Bench-CoE, zoo): train, eval, predict'),
+    'search': ('mixexperts.commands.search:add_search_commands', 'population search over LoRA experts: swarm, bwr'),
     'reproduce': ('mixexperts.reproduce:add_reproduce_commands', 'run the paper notebooks (papermill) and collect a summary'),
 }
 
+PASS_THROUGH = ('lm-eval',)   # groups whose arguments, -h included, go to another program
+
 def register_group(name:str, target:str, help:str):
-    "Add a command group: `target` is 'module:function' taking argparse sub-parsers."
+    "Add a command group: `target` is 'module:function' taking the group's argparse parser."
+    if name in COMMAND_GROUPS and COMMAND_GROUPS[name][0] != target:
+        raise MixExpertsError(f"command group {name!r} is already registered ({COMMAND_GROUPS[name][0]})")
     COMMAND_GROUPS[name] = (target, help)
 
 def _import(target:str):
-    import importlib
     mod, fn = target.split(':')
     return getattr(importlib.import_module(mod), fn)
 
+# %% ../nbs/09_cli.ipynb #7dbd99c3
 def build_parser(argv:list|None=None) -> argparse.ArgumentParser:
     "The `mixexperts` parser; the group named in `argv` is registered in full, the others as one-line entries."
     p = argparse.ArgumentParser(prog='mixexperts', description='Model collaboration: routing, voting, merging.')
@@ -114,7 +43,7 @@ def build_parser(argv:list|None=None) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
     chosen = next((a for a in (argv or []) if not a.startswith('-')), None)
     for name, (target, help) in COMMAND_GROUPS.items():
-        if name == chosen: _import(target)(sub)
+        if name == chosen: _import(target)(sub.add_parser(name, help=help, description=help, add_help=name not in PASS_THROUGH))
         else: sub.add_parser(name, help=help, add_help=False)
     return p
 
@@ -135,3 +64,12 @@ def main(argv:list|None=None) -> int:
         return 2
     finally:
         warnings.showwarning = old
+
+def run_captured(argv:list) -> tuple:
+    "Run `main(argv)` in-process: `(exit code, stdout, stderr)` — for notebooks and tests (argparse's own errors too)."
+    import contextlib, io
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try: code = main([str(x) for x in argv])
+        except SystemExit as e: code = e.code if isinstance(e.code, int) else 2
+    return code, out.getvalue(), err.getvalue()

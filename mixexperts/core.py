@@ -7,11 +7,13 @@ from __future__ import annotations
 import contextlib, hashlib, json, os, random, sys, tempfile, warnings
 from pathlib import Path
 import numpy as np
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['DATA_ENV', 'CACHE_ENV', 'MixExpertsError', 'DataFormatError', 'DataNotFoundError', 'OutputExistsError', 'DataWarning',
-           'find_data_root', 'data_path', 'cache_dir', 'seed_everything', 'as_rng', 'check_writable', 'atomic_path',
-           'atomic_write', 'write_json', 'read_json', 'sha256_file', 'read_config']
+__all__ = ['DATA_ENV', 'CACHE_ENV', 'PROGRESS_ENV', 'MixExpertsError', 'DataFormatError', 'DataNotFoundError',
+           'OutputExistsError', 'DataWarning', 'find_data_root', 'data_path', 'cache_dir', 'seed_everything', 'as_rng',
+           'check_writable', 'atomic_path', 'atomic_write', 'write_json', 'read_json', 'sha256_file', 'file_lock',
+           'read_config', 'load_config', 'Registry', 'progress']
 
 # %% ../nbs/00_core.ipynb #060421f6
 class MixExpertsError(Exception):
@@ -62,6 +64,7 @@ def find_data_root(path=None, # explicit folder; wins over everything else
     raise DataNotFoundError(f"no shared data folder found: pass a path, set ${DATA_ENV}, "
                             f"or put the data in a `shared/data` folder above {Path.cwd()}")
 
+# %% ../nbs/00_core.ipynb #b4882631
 def data_path(*parts:str, # path components below the data root, e.g. 'lm_eval', 'mmlu'
               root=None,  # data root; found by `find_data_root` when None
              ) -> Path:
@@ -135,6 +138,7 @@ def atomic_write(path, # final destination
             f.flush()
             os.fsync(f.fileno())
 
+# %% ../nbs/00_core.ipynb #6f2dc820
 def write_json(obj, path, force:bool=False, indent:int|None=1) -> Path:
     "Write `obj` as JSON to `path` atomically."
     with atomic_write(path, force=force) as f: json.dump(obj, f, indent=indent, ensure_ascii=False)
@@ -154,6 +158,20 @@ def sha256_file(path, chunk:int=1<<20) -> str:
         while (b := f.read(chunk)): h.update(b)
     return h.hexdigest()
 
+# %% ../nbs/00_core.ipynb #4d982423
+@contextlib.contextmanager
+def file_lock(path, # the lock file (created if missing)
+              blocking:bool=True, # wait for the lock; False: raise `busy` at once if another process holds it
+              busy:str|None=None, # the error message when not blocking and the lock is held
+             ):
+    "An exclusive inter-process lock (POSIX `flock`) held for the block: one converter, trainer or run at a time."
+    import fcntl
+    with open(path, 'w') as f:
+        try: fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError: raise MixExpertsError(busy or f"{path} is locked by another process") from None
+        try: yield
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
+
 # %% ../nbs/00_core.ipynb #973be36b
 def read_config(config, # a .yaml/.yml/.json file, YAML text or a dict
                 known, # the keys a config may hold
@@ -172,3 +190,150 @@ def read_config(config, # a .yaml/.yml/.json file, YAML text or a dict
     unknown = [k for k in config if k not in known]
     if unknown: raise DataFormatError(f"config key {unknown[0]!r} is not supported; known: {', '.join(known)}", where)
     return config, root
+
+# %% ../nbs/00_core.ipynb #6dc22032
+def load_config(cls, # a (frozen) dataclass: its fields are the keys a config may hold
+                src, # a .yaml/.yml/.json file, YAML text, a mapping, or an instance of `cls`
+                what:str|None=None, # the error when the config is not a mapping
+               ):
+    "An instance of the config dataclass `cls` read from `src`; errors name the file (and the key)."
+    import dataclasses
+    if isinstance(src, cls): return src
+    names = [f.name for f in dataclasses.fields(cls) if f.init]   # fields set by the class itself are not keys
+    where = src if isinstance(src, (str, Path)) and Path(src).suffix in ('.yml', '.yaml', '.json') else None
+    d, root = read_config(src, names, what or f"a {cls.__name__} config is a mapping")
+    need = [f.name for f in dataclasses.fields(cls) if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [k for k in need if k not in d]
+    if missing: raise DataFormatError(f"the config lacks {', '.join(map(repr, missing))}", where)
+    try: cfg = cls(**d)
+    except DataFormatError: raise
+    except MixExpertsError as e: raise DataFormatError(str(e), where) from None
+    return cfg.resolve(root) if root is not None and hasattr(cfg, 'resolve') else cfg
+
+# %% ../nbs/00_core.ipynb #1677de42
+import importlib, inspect
+
+def _qualname(obj) -> str: return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+def _same_definition(a, b) -> bool:
+    "The same class or function defined again: one module, or a notebook's copy (`__main__`) of a module's."
+    mods = {getattr(a, '__module__', None), getattr(b, '__module__', None)}
+    return getattr(a, '__qualname__', a) == getattr(b, '__qualname__', b) and (len(mods) == 1 or '__main__' in mods)
+_MISSING = object()
+
+# %% ../nbs/00_core.ipynb #807dd462
+class Registry:
+    "A table of named members of one kind (classes or functions): duplicates refused, members checked, lazy ones imported on first use."
+    def __init__(self, kind:str, # what the members are, for messages ('router', 'merge method', ...)
+                 base:type|None=None, # members must be subclasses of it
+                 params:tuple=(), # or: members are callables whose first parameters are these
+                 lazy:dict|None=None, # name → 'module:attribute', imported when first asked for
+                 entry=None, # entry(name, member, **info) → what `get` returns (default: the member itself)
+                ):
+        self.kind, self.base, self.params, self.lazy, self.entry = kind, base, tuple(params), dict(lazy or {}), entry
+        self._members, self._entries = {}, {}
+
+    def _check(self, obj):
+        if self.base is not None and not (isinstance(obj, type) and issubclass(obj, self.base)):
+            raise MixExpertsError(f"a {self.kind} must be a subclass of {self.base.__name__}; got {_qualname(obj)}")
+        if self.params:
+            if not callable(obj): raise MixExpertsError(f"a {self.kind} must be callable; got {obj!r}")
+            got = list(inspect.signature(obj).parameters)[:len(self.params)]
+            if got != list(self.params):
+                raise MixExpertsError(f"a {self.kind} takes ({', '.join(self.params)}, ...) first; {_qualname(obj)} takes ({', '.join(got)}, ...)")
+
+    def _put(self, name:str, obj, **info):
+        old = self._members.get(name)
+        if old is not None and not _same_definition(old, obj):
+            raise MixExpertsError(f"{self.kind} {name!r} is already registered ({_qualname(old)}); choose another name for {_qualname(obj)}")
+        self._members[name] = obj
+        self._entries[name] = self.entry(name, obj, **info) if self.entry else obj
+
+    def register(self, *names:str, **info):
+        "Decorator: add a class or function under `names` (the first is canonical); `info` goes to `entry`."
+        if not names or not all(isinstance(n, str) and n for n in names): raise MixExpertsError(f"register a {self.kind} under one or more names")
+        def deco(obj):
+            self._check(obj)
+            if isinstance(obj, type): obj.name = names[0]
+            for n in names: self._put(n, obj, **info)
+            return obj
+        return deco
+
+    def names(self) -> list:
+        "Every name `get` accepts, registered ones first."
+        return list(self._entries) + [n for n in self.lazy if n not in self._entries]
+
+    def __getitem__(self, name): return self.get(name)
+    def __contains__(self, name) -> bool: return name in self._entries or name in self.lazy
+    def __iter__(self): return iter(self.names())
+    def __len__(self) -> int: return len(self.names())
+    def items(self) -> list: return [(n, self.get(n)) for n in self.names()]
+    def __repr__(self) -> str: return f"Registry({self.kind!r}: {', '.join(self.names())})"
+
+# %% ../nbs/00_core.ipynb #c10bb863
+@patch
+def get(self:Registry, name:str, default=_MISSING):
+    "The member registered under `name` (its module imported if it is lazy); `default` if given and unknown."
+    if not isinstance(name, str): raise MixExpertsError(f"a {self.kind} name must be a string, got {name!r}")
+    if name not in self._entries and name in self.lazy:
+        mod, attr = self.lazy[name].split(':')
+        obj = getattr(importlib.import_module(mod), attr)
+        if name not in self._entries: self._check(obj); self._put(name, obj)   # another registry instance got the decorator's copy
+    if name not in self._entries:
+        if default is not _MISSING: return default
+        raise MixExpertsError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
+    return self._entries[name]
+
+# %% ../nbs/00_core.ipynb #4f07cdf6
+@patch
+def build(self:Registry, name:str, *args, **params):
+    "An instance of (or the call of) the member `name` with `params`, which are checked against its signature first."
+    obj = self._members[name] if name in self._members else (self.get(name), self._members[name])[1]
+    sig = inspect.signature(obj.__init__ if isinstance(obj, type) else obj).parameters
+    if not any(p.kind == p.VAR_KEYWORD for p in sig.values()):
+        unknown = sorted(set(params) - set(sig) - {'self'})
+        if unknown: raise MixExpertsError(f"{self.kind} {name!r} has no parameter(s) {unknown}; it takes {sorted(set(sig) - {'self'})}")
+    return obj(*args, **params)
+
+# %% ../nbs/00_core.ipynb #30d2dd05
+PROGRESS_ENV = 'MIXEXPERTS_PROGRESS'
+
+def _in_jupyter_kernel() -> bool:
+    "Running in a Jupyter kernel (not a script, not nbdev's in-process shell), with ipywidgets installed?"
+    try:
+        from IPython import get_ipython
+        ip = get_ipython()
+        if ip is None or 'IPKernelApp' not in ip.config: return False
+        import ipywidgets  # noqa: F401  (else tqdm's widget bar warns: TqdmWarning)
+        return True
+    except Exception: return False
+
+# %% ../nbs/00_core.ipynb #68436bb8
+def progress(iterable=None, # what to iterate over; None for a bar updated by hand (`total=`, `.update(n)`)
+             mode:str|None=None, # 'widget', 'text' or 'off'; default `$MIXEXPERTS_PROGRESS`, else guessed
+             **tqdm_kwargs): # passed on to tqdm: desc, total, unit, disable, leave, file, ...
+    "A tqdm progress bar: a widget in a live Jupyter kernel, plain text where no widget can render."
+    mode = mode or os.environ.get(PROGRESS_ENV) or ('widget' if _in_jupyter_kernel() else 'text')
+    mode = mode.strip().lower()
+    if mode not in ('widget', 'text', 'off'):
+        raise MixExpertsError(f"progress mode must be 'widget', 'text' or 'off', got {mode!r} (${PROGRESS_ENV})")
+    if mode == 'off': tqdm_kwargs['disable'] = True
+    if mode == 'widget':
+        from tqdm.notebook import tqdm
+        return tqdm(iterable, **tqdm_kwargs)
+    from tqdm.std import tqdm
+    f = tqdm_kwargs.setdefault('file', sys.stderr)
+    try: tty = f.isatty()
+    except Exception: tty = False
+    if not tty: tqdm_kwargs.setdefault('ncols', 80)
+    return tqdm(iterable, **tqdm_kwargs)
+
+# %% ../nbs/00_core.ipynb #98eb7f7c
+def _text_bars_everywhere():
+    "Point `tqdm.auto` at the text bar, so other libraries' bars (transformers' 'Loading weights', ...) print text too."
+    import tqdm.auto, tqdm.asyncio, tqdm.std  # tqdm.auto imports tqdm.autonotebook without its warning
+    tqdm.auto.tqdm = tqdm.asyncio.tqdm  # the class tqdm.auto uses where no notebook is detected
+    an = sys.modules.get('tqdm.autonotebook')
+    if an is not None: an.tqdm, an.trange = tqdm.std.tqdm, tqdm.std.trange
+
+if os.environ.get(PROGRESS_ENV, '').strip().lower() == 'text': _text_bars_everywhere()

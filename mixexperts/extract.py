@@ -6,25 +6,14 @@
 from __future__ import annotations
 import atexit, importlib, json, re, select, signal, subprocess, sys, threading, time
 from decimal import Decimal
-from .core import MixExpertsError
+from .core import MixExpertsError, Registry
 
 # %% auto #0
-__all__ = ['EXTRACTORS', 'LETTERS', 'EXTRACT_CASES', 'register_extractor', 'Extractor', 'get_extractor', 'extract', 'normalize',
-           'is_equivalent', 'boxed_contents', 'canonical_decimal', 'clean_math', 'normalize_math', 'CheckTimeout',
-           'call_with_timeout', 'symbolic_equal', 'MathBoxed', 'canonical_number', 'GSMNumber', 'MCQLetter', 'FreeText',
-           'check_case']
+__all__ = ['EXTRACTORS', 'LETTERS', 'EXTRACT_CASES', 'Extractor', 'get_extractor', 'extract', 'normalize', 'is_equivalent',
+           'boxed_contents', 'canonical_decimal', 'clean_math', 'normalize_math', 'CheckTimeout', 'call_with_timeout',
+           'symbolic_equal', 'MathBoxed', 'canonical_number', 'GSMNumber', 'MCQLetter', 'FreeText', 'check_case']
 
 # %% ../nbs/02_extract.ipynb #9d62cfef
-EXTRACTORS: dict = {}
-
-def register_extractor(name:str):
-    "Class decorator: make an `Extractor` subclass available under `name`."
-    def deco(cls):
-        cls.name = name
-        EXTRACTORS[name] = cls
-        return cls
-    return deco
-
 class Extractor:
     "Pull a final answer out of a response, normalise it, and compare it with a gold answer."
     name = None
@@ -43,13 +32,14 @@ class Extractor:
         return p is not None and g is not None and p == g
     def __repr__(self): return f"{type(self).__name__}({self.name!r})"
 
+# %% ../nbs/02_extract.ipynb #3870dcbc
+EXTRACTORS = Registry('extractor', base=Extractor)
+
 def get_extractor(name:str, # a registered name: see `EXTRACTORS`
                   **options, # passed to the extractor, e.g. `which='first'`, `n_choices=5`
                  ) -> Extractor:
-    "Build the extractor registered under `name`."
-    if isinstance(name, Extractor): return name
-    if name not in EXTRACTORS: raise MixExpertsError(f"unknown extractor {name!r}; registered: {sorted(EXTRACTORS)}")
-    return EXTRACTORS[name](**options)
+    "Build the extractor registered under `name` (an `Extractor` is returned as is)."
+    return name if isinstance(name, Extractor) else EXTRACTORS.build(name, **options)
 
 def extract(kind, text, **options) -> str|None:
     "The final answer in `text` under extractor `kind`."
@@ -122,6 +112,7 @@ def canonical_decimal(s:str) -> str|None:
     d = Decimal(s)
     return '0' if d == 0 else format(d.normalize(), 'f')
 
+# %% ../nbs/02_extract.ipynb #017817fa
 def clean_math(answer) -> str|None:
     "A MATH answer with formatting noise removed, spaces kept (the form handed to the symbolic checker)."
     s = _text(answer)
@@ -149,6 +140,7 @@ def clean_math(answer) -> str|None:
     s = re.sub(r'^\((\w)\)$', r'\1', s)  # "(C)" → "C"
     return s or None
 
+# %% ../nbs/02_extract.ipynb #62e087e3
 def normalize_math(answer) -> str|None:
     "The canonical string of a MATH answer: `clean_math`, spaces removed, shorthand braced, numbers canonical."
     s = clean_math(answer)
@@ -183,6 +175,7 @@ def _serve_checks():
         except Exception as e: reply = {'error': f"{type(e).__name__}: {e}"}
         out.write(json.dumps(reply) + '\n'); out.flush()
 
+# %% ../nbs/02_extract.ipynb #8a359b6d
 class _CheckWorker:
     "One child process that runs checks for non-main threads; replaced when a check overruns."
     def __init__(self): self.proc, self.lock = None, threading.Lock()
@@ -211,6 +204,7 @@ class _CheckWorker:
             return reply['ok']
         finally: self.lock.release()
 
+# %% ../nbs/02_extract.ipynb #a2db7fc5
 _WORKER = _CheckWorker()
 atexit.register(_WORKER.kill)
 
@@ -260,7 +254,7 @@ def symbolic_equal(pred:str, # a cleaned prediction (`clean_math`)
     return ok
 
 # %% ../nbs/02_extract.ipynb #4c6fd96d
-@register_extractor('math_boxed')
+@EXTRACTORS.register('math_boxed')
 class MathBoxed(Extractor):
     "MATH-style answers: the last (or first) `\\boxed{}`; normalised, then checked symbolically."
     def __init__(self, which:str='last', # 'last' (default) or 'first' (the reference's choice)
@@ -296,7 +290,7 @@ def canonical_number(s:str) -> str|None:
     t = re.sub(r'[\s$,]', '', s)
     return canonical_decimal(t)
 
-@register_extractor('gsm_number')
+@EXTRACTORS.register('gsm_number')
 class GSMNumber(Extractor):
     "GSM8K-style numeric answers: `#### n`, else the last number."
     def extract(self, text):
@@ -330,7 +324,8 @@ def _mcq_patterns(letters:str) -> list:
             re.compile(rf'^\W{{0,4}}\(?([{L}])\)?[.:]?\W{{0,4}}$', re.M),
             re.compile(rf'\(([{L}])\)')]
 
-@register_extractor('mcq_letter')
+# %% ../nbs/02_extract.ipynb #7dbbc60b
+@EXTRACTORS.register('mcq_letter')
 class MCQLetter(Extractor):
     "Multiple-choice answers: a letter among the first `n_choices`, from explicit answer patterns."
     def __init__(self, n_choices:int=4, # number of options; letters A.. up to J
@@ -358,7 +353,7 @@ class MCQLetter(Extractor):
         return self.extract(t)
 
 # %% ../nbs/02_extract.ipynb #6437fe80
-@register_extractor('free_text')
+@EXTRACTORS.register('free_text')
 class FreeText(Extractor):
     "Short free-form answers compared after lower-casing and removing punctuation and articles."
     def extract(self, text): return _text(text)
@@ -371,8 +366,7 @@ class FreeText(Extractor):
         return t or None
 
 # %% ../nbs/02_extract.ipynb #f84d9287
-EXTRACT_CASES = [
-    # (kind, options, response, gold, expected extraction, expected equivalent)
+_MATH_CASES = [  # (kind, options, response, gold, expected extraction, expected equivalent)
     # --- MATH: box choice and nesting
     ('math_boxed', {}, r"The area is $\boxed{12}$ per face, so the total is $\boxed{72}$.", '72', '72', True),  # ref: first box
     ('math_boxed', {'which': 'first'}, r"$\boxed{12}$ then $\boxed{72}$", '12', '12', True),
@@ -413,7 +407,10 @@ EXTRACT_CASES = [
     ('math_boxed', {}, r"I think the answer is 72.", '72', None, False),
     ('math_boxed', {}, r"broken $\boxed{\frac{1}{2}$", r'\frac{1}{2}', None, False),
     ('math_boxed', {}, "   ", '72', None, False),
-    # --- GSM8K
+]
+
+# %% ../nbs/02_extract.ipynb #00477f5a
+_GSM_CASES = [
     ('gsm_number', {}, "Janet sells 16 - 3 - 4 = 9 eggs.\nShe makes 9 * 2 = $18 every day.\n#### 18", '18', '18', True),
     ('gsm_number', {}, "The total is 617 + 617 = 1,234.\n#### 1,234", '1234', '1,234', True),  # ref: "1"
     ('gsm_number', {}, "#### 1,234", "He pays 2*617 = <<2*617=1234>>1234\n#### 1234", '1,234', True),
@@ -428,7 +425,10 @@ EXTRACT_CASES = [
     ('gsm_number', {}, "I cannot solve this.", '8', None, False),
     ('gsm_number', {}, "", '8', None, False),
     ('gsm_number', {}, "The list is 1,2,3 and the answer is 3", '3', '3', True),
-    # --- multiple choice
+]
+
+# %% ../nbs/02_extract.ipynb #45f20623
+_MCQ_CASES = [
     ('mcq_letter', {'n_choices': 4}, "Let's think. Option B is wrong. The answer is (C).", 'C', 'C', True),
     ('mcq_letter', {'n_choices': 4}, "Clearly, the correct choice is the last one.\nAnswer: D", 3, 'D', True),
     ('mcq_letter', {'n_choices': 4}, "The first reason ... ##Answer: B##", 'B', 'B', True),
@@ -450,11 +450,15 @@ EXTRACT_CASES = [
     ('mcq_letter', {'n_choices': 4}, "Final Answer: The final answer is $\\boxed{B}$", 'B', 'B', True),
     ('mcq_letter', {'n_choices': 4}, "Comparing them, I choose C.", 'C', 'C', True),
     ('mcq_letter', {'n_choices': 4}, "A) 12\nB) 13\nC) 14\nD) 15", 'A', None, False),
-    # --- free text
+]
+_FREE_CASES = [
     ('free_text', {}, "The Eiffel Tower.", 'eiffel tower', 'The Eiffel Tower.', True),
     ('free_text', {}, "Paris", 'London', 'Paris', False),
     ('free_text', {}, "  ", 'London', None, False),
 ]
+
+# %% ../nbs/02_extract.ipynb #10a2ae89
+EXTRACT_CASES = _MATH_CASES + _GSM_CASES + _MCQ_CASES + _FREE_CASES
 
 def check_case(kind, options, response, gold, want_extract, want_equal) -> list:
     "The ways one table row fails (empty when it passes)."

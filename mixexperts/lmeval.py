@@ -6,8 +6,10 @@
 from __future__ import annotations
 import json, os, re, sys, warnings
 from pathlib import Path
+from fastcore.basics import patch
 from .core import *
 from .backends import Backend, HFBackend
+from .routed import load_routed_backend
 
 import lm_eval.models  # noqa: F401  (lm-eval imports its own models only while its registry is empty)
 from lm_eval.api.model import LM
@@ -29,7 +31,6 @@ class MixExpertsLM(LM):
         super().__init__()
         bs = int(batch_size) if str(batch_size).isdigit() else 16  # lm-eval's 'auto' means our default
         if backend is None and router is not None:
-            from mixexperts.routing import load_routed_backend  # here: routing imports the backends, not the other way round
             pairs = [p.strip().replace(':', '=', 1) for p in str(route_models or '').split(';') if p.strip()]
             backend = load_routed_backend(router, pairs, dtype, device)
         self.backend = backend if backend is not None else HFBackend(model, batch_size=bs, device=device, dtype=dtype)
@@ -37,18 +38,6 @@ class MixExpertsLM(LM):
 
     # lm-eval's CLI always sends device='cuda' by default, so the device comes only from --model_args (device=...)
     _FROM_CLI = ('batch_size', 'max_gen_toks')
-
-    @classmethod
-    def create_from_arg_obj(cls, arg_dict:dict, additional_config:dict|None=None):
-        "Build from lm-eval's parsed `--model_args`, plus its `--batch_size` where model_args lack it."
-        extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k in cls._FROM_CLI and k not in arg_dict}
-        return cls(**arg_dict, **extra)
-
-    @classmethod
-    def create_from_arg_string(cls, arg_string:str, additional_config:dict|None=None):
-        "Build from lm-eval's `--model_args model=...,batch_size=...` string."
-        from lm_eval.utils import simple_parse_args_string
-        return cls.create_from_arg_obj(simple_parse_args_string(arg_string), additional_config)
 
     def loglikelihood(self, requests, disable_tqdm:bool=False):
         return self.backend.loglikelihood([tuple(r.args) for r in requests])
@@ -72,6 +61,20 @@ class MixExpertsLM(LM):
                                         stop=[until] if isinstance(until, str) else list(until))
             for (i, _), r in zip(items, res): out[i] = r[0].text
         return out
+
+# %% ../nbs/08_lmeval.ipynb #ecbdefed
+@patch(cls_method=True)
+def create_from_arg_obj(cls:MixExpertsLM, arg_dict:dict, additional_config:dict|None=None):
+    "Build from lm-eval's parsed `--model_args`, plus its `--batch_size` where model_args lack it."
+    extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k in cls._FROM_CLI and k not in arg_dict}
+    return cls(**arg_dict, **extra)
+
+# %% ../nbs/08_lmeval.ipynb #f2143ac4
+@patch(cls_method=True)
+def create_from_arg_string(cls:MixExpertsLM, arg_string:str, additional_config:dict|None=None):
+    "Build from lm-eval's `--model_args model=...,batch_size=...` string."
+    from lm_eval.utils import simple_parse_args_string
+    return cls.create_from_arg_obj(simple_parse_args_string(arg_string), additional_config)
 
 # %% ../nbs/08_lmeval.ipynb #04778f61
 SWARM_MC = ('mmlu', 'mmlu_pro', 'medqa', 'medmcqa', 'hellaswag', 'truthfulqa', 'scifact', 'stem', 'hearsay',
@@ -223,9 +226,8 @@ def cmd_lmeval(a):
     try: cli_evaluate()
     finally: sys.argv = old
 
-def add_lmeval_commands(sub):
+def add_lmeval_commands(p): # the `lm-eval` group's parser (made by `mixexperts.cli`, without -h of its own)
     "Register `lm-eval` (pass-through to lm-eval's CLI)."
     import argparse
-    p = sub.add_parser('lm-eval', help="lm-eval's CLI with --model mixexperts and local tasks", add_help=False)
     p.add_argument('args', nargs=argparse.REMAINDER, help='arguments for lm_eval')
     p.set_defaults(func=cmd_lmeval)

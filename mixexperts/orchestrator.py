@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from .core import *
 from .results import ResultsMatrix, best_model_labels, DEFAULT_TIE
-from .routing import Router, register_router, DEFAULT_ENCODER, training_matrix
+from .embeddings import DEFAULT_ENCODER
+from .routers import ROUTERS, Router, training_matrix
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['orchestrator_targets', 'prior_bias', 'TextClassifierRouter', 'MoMRouter']
@@ -25,6 +27,7 @@ class _TextDataset:
         if self.labels is not None: item['labels'] = self.labels[i]
         return item
 
+# %% ../nbs/04a_orchestrator.ipynb #72f7b024
 def orchestrator_targets(train:ResultsMatrix, mode:str='multi', tie:str=DEFAULT_TIE, seed:int=0) -> tuple:
     "(row positions, targets): correctness rows (multi) or best-model indices (single, no-correct questions dropped)."
     if mode == 'multi':
@@ -39,6 +42,7 @@ def orchestrator_targets(train:ResultsMatrix, mode:str='multi', tie:str=DEFAULT_
                               "a classifier needs at least two classes")
     return train.questions.index.get_indexer(labels['qid']), pd.Index(train.models).get_indexer(labels['label']).astype(np.int64)
 
+# %% ../nbs/04a_orchestrator.ipynb #e3bfbd9b
 def prior_bias(targets:np.ndarray, n_models:int, mode:str) -> np.ndarray:
     "Initial classifier bias: logit of each model's accuracy (multi) or log of its label frequency (single)."
     if mode == 'multi':
@@ -82,7 +86,7 @@ def _training_args(out:str, p:dict, n_train:int, progress:bool, use_cpu:bool):
     return TrainingArguments(**kw)
 
 # %% ../nbs/04a_orchestrator.ipynb #49322799
-@register_router('orchestrator')
+@ROUTERS.register('orchestrator')
 class TextClassifierRouter(Router):
     "MoM's orchestrator: an encoder fine-tuned to predict each model's correctness (multi) or the best model (single)."
     mode_default = 'multi'
@@ -102,52 +106,6 @@ class TextClassifierRouter(Router):
         import torch
         return self.params['device'] or ('cuda' if torch.cuda.is_available() else 'cpu')
 
-    def _fit(self, train):
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
-        from transformers.trainer_callback import PrinterCallback
-        from mixexperts.backends import resolve_model
-        p = self.params
-        seed_everything(int(p['seed']))
-        sub = train
-        if p['max_train'] and train.n_questions > int(p['max_train']):
-            sub = train.subset(np.sort(as_rng(p['seed']).choice(train.n_questions, int(p['max_train']), replace=False)))
-        pos, y = orchestrator_targets(sub, p['mode'], p['tie'], p['seed'])
-        path = resolve_model(p['encoder'])
-        self.tok = AutoTokenizer.from_pretrained(str(path))
-        kind = 'multi_label_classification' if p['mode'] == 'multi' else 'single_label_classification'
-        with _quiet_transformers():  # the new head's weights are "newly initialized" by design
-            self.model = AutoModelForSequenceClassification.from_pretrained(
-                str(path), num_labels=len(self.models), problem_type=kind,
-                id2label=dict(enumerate(self.models)), label2id={m: i for i, m in enumerate(self.models)})
-        with torch.no_grad(): _classifier_layer(self.model, len(self.models)).bias.copy_(torch.tensor(prior_bias(y, len(self.models), p['mode'])))
-        texts = sub.questions['text'].to_numpy()[pos].tolist()
-        ds = _TextDataset(self.tok(texts, truncation=True, max_length=int(p['max_length'])), list(y))
-        t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory() as out:
-            args = _training_args(out, p, len(ds), bool(p['progress']), self._device() == 'cpu')
-            trainer = Trainer(model=self.model, args=args, train_dataset=ds, data_collator=DataCollatorWithPadding(self.tok))
-            if not p['progress']: trainer.remove_callback(PrinterCallback)  # losses stay in trainer.state.log_history
-            res = trainer.train()
-        self.model.eval()
-        losses = [h['loss'] for h in trainer.state.log_history if 'loss' in h]
-        self.train_log = dict(n_train=len(ds), steps=int(res.global_step), seconds=round(time.perf_counter() - t0, 1),
-                              first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None)
-
-    def _scores(self, texts, subjects):
-        import torch
-        dev = self.model.device
-        out = np.zeros((len(texts), len(self.models)))
-        order = np.argsort([-len(t) for t in texts], kind='stable')
-        with torch.inference_mode():
-            for i in range(0, len(texts), 64):
-                idx = order[i:i + 64]
-                enc = self.tok([texts[j] for j in idx], padding=True, truncation=True, max_length=int(self.params['max_length']),
-                               return_tensors='pt').to(dev)
-                logits = self.model(**enc).logits.float()
-                out[idx] = (torch.sigmoid(logits) if self.params['mode'] == 'multi' else torch.softmax(logits, -1)).cpu().numpy()
-        return out
-
     def fit(self, rm, split=None):
         super().fit(rm, split)
         self.meta['train'] = self.train_log
@@ -166,7 +124,57 @@ class TextClassifierRouter(Router):
         if self.model.config.num_labels != len(self.models):
             raise DataFormatError(f"the encoder has {self.model.config.num_labels} outputs for {len(self.models)} models", d/'config.json')
 
-@register_router('mom')
+@ROUTERS.register('mom')
 class MoMRouter(TextClassifierRouter):
     "MoM's orchestrator as the reference trains it: one best-model label per question (single-label)."
     mode_default = 'single'
+
+# %% ../nbs/04a_orchestrator.ipynb #bdf43d1d
+@patch
+def _fit(self:TextClassifierRouter, train):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
+    from transformers.trainer_callback import PrinterCallback
+    from mixexperts.models import resolve_model
+    p = self.params
+    seed_everything(int(p['seed']))
+    sub = train
+    if p['max_train'] and train.n_questions > int(p['max_train']):
+        sub = train.subset(np.sort(as_rng(p['seed']).choice(train.n_questions, int(p['max_train']), replace=False)))
+    pos, y = orchestrator_targets(sub, p['mode'], p['tie'], p['seed'])
+    path = resolve_model(p['encoder'])
+    self.tok = AutoTokenizer.from_pretrained(str(path))
+    kind = 'multi_label_classification' if p['mode'] == 'multi' else 'single_label_classification'
+    with _quiet_transformers():  # the new head's weights are "newly initialized" by design
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            str(path), num_labels=len(self.models), problem_type=kind,
+            id2label=dict(enumerate(self.models)), label2id={m: i for i, m in enumerate(self.models)})
+    with torch.no_grad(): _classifier_layer(self.model, len(self.models)).bias.copy_(torch.tensor(prior_bias(y, len(self.models), p['mode'])))
+    texts = sub.questions['text'].to_numpy()[pos].tolist()
+    ds = _TextDataset(self.tok(texts, truncation=True, max_length=int(p['max_length'])), list(y))
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out:
+        args = _training_args(out, p, len(ds), bool(p['progress']), self._device() == 'cpu')
+        trainer = Trainer(model=self.model, args=args, train_dataset=ds, data_collator=DataCollatorWithPadding(self.tok))
+        if not p['progress']: trainer.remove_callback(PrinterCallback)  # losses stay in trainer.state.log_history
+        res = trainer.train()
+    self.model.eval()
+    losses = [h['loss'] for h in trainer.state.log_history if 'loss' in h]
+    self.train_log = dict(n_train=len(ds), steps=int(res.global_step), seconds=round(time.perf_counter() - t0, 1),
+                          first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None)
+
+# %% ../nbs/04a_orchestrator.ipynb #7e30b8cd
+@patch
+def _scores(self:TextClassifierRouter, texts, subjects):
+    import torch
+    dev = self.model.device
+    out = np.zeros((len(texts), len(self.models)))
+    order = np.argsort([-len(t) for t in texts], kind='stable')
+    with torch.inference_mode():
+        for i in range(0, len(texts), 64):
+            idx = order[i:i + 64]
+            enc = self.tok([texts[j] for j in idx], padding=True, truncation=True, max_length=int(self.params['max_length']),
+                           return_tensors='pt').to(dev)
+            logits = self.model(**enc).logits.float()
+            out[idx] = (torch.sigmoid(logits) if self.params['mode'] == 'multi' else torch.softmax(logits, -1)).cpu().numpy()
+    return out

@@ -8,6 +8,7 @@ import random, threading, time, warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
+from fastcore.basics import patch
 from .core import *
 from .backends import Backend, Completion, is_chat
 
@@ -35,11 +36,14 @@ class OpenAIBackend(Backend):
     def __repr__(self): return f"OpenAIBackend({self.name!r} at {self.base_url})"
 
 # %% ../nbs/03a_remote.ipynb #bf178766
+@patch
 def _retryable(self:OpenAIBackend, e:Exception) -> bool:
     o = self.openai
     if isinstance(e, (o.APITimeoutError, o.APIConnectionError, o.RateLimitError, o.InternalServerError)): return True
     return isinstance(e, o.APIStatusError) and e.status_code >= 500
 
+# %% ../nbs/03a_remote.ipynb #5704ae9c
+@patch
 def _call(self:OpenAIBackend, fn, **kw):
     "Call `fn(**kw)`; retry retryable errors with exponential backoff; a clear error when retries run out."
     for attempt in range(self.max_retries + 1):
@@ -66,14 +70,15 @@ def _call(self:OpenAIBackend, fn, **kw):
                 wait = min(self.backoff * 2 ** attempt, 30.0) * (0.5 + self._rng.random())
             time.sleep(wait)
 
+# %% ../nbs/03a_remote.ipynb #c53ceb1d
+@patch
 def _map(self:OpenAIBackend, fn, items:list) -> list:
     "Apply `fn` to `items` with at most `max_concurrency` in flight; results in input order."
     if len(items) <= 1 or self.max_concurrency <= 1: return [fn(x) for x in items]
     with ThreadPoolExecutor(min(self.max_concurrency, len(items))) as ex: return list(ex.map(fn, items))
 
-OpenAIBackend._retryable, OpenAIBackend._call, OpenAIBackend._map = _retryable, _call, _map
-
 # %% ../nbs/03a_remote.ipynb #180cdd40
+@patch
 def _generate(self:OpenAIBackend, prompts, n, temperature, top_p, max_tokens, stop, seed, adapter):
     model = adapter or self.name  # vLLM serves each LoRA adapter under its own model name
     common = dict(model=model, n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
@@ -90,6 +95,8 @@ def _generate(self:OpenAIBackend, prompts, n, temperature, top_p, max_tokens, st
         return [Completion(t, u.prompt_tokens if u else 0, per, fr or 'stop') for t, fr in texts]
     return self._map(one, prompts)
 
+# %% ../nbs/03a_remote.ipynb #1a284fda
+@patch
 def _loglikelihood(self:OpenAIBackend, requests, adapter=None):
     "Score through /completions with echo=True: the continuation's tokens are those starting at or after len(context)."
     model = adapter or self.name
@@ -111,8 +118,6 @@ def _loglikelihood(self:OpenAIBackend, requests, adapter=None):
         return total, bool(greedy)
     return self._map(one, requests)
 
-OpenAIBackend._generate, OpenAIBackend._loglikelihood = _generate, _loglikelihood
-
 # %% ../nbs/03a_remote.ipynb #fcd8d8e6
 def vllm_available() -> tuple[bool, str]:
     "Whether vLLM can run here, and why not."
@@ -124,6 +129,7 @@ def vllm_available() -> tuple[bool, str]:
     except ImportError: return False, 'torch is not installed'
     return True, ''
 
+# %% ../nbs/03a_remote.ipynb #83f209de
 class VLLMBackend(Backend):
     "A vLLM engine: n samples with prefix caching, multi-LoRA per request, tensor/data parallel settings passed through."
     def __init__(self, model:str, # registry name, local folder or hub id
@@ -134,7 +140,7 @@ class VLLMBackend(Backend):
         ok, why = vllm_available()
         if not ok: raise MixExpertsError(f"VLLMBackend cannot run here: {why}")
         from vllm import LLM
-        from mixexperts.backends import resolve_model, LOCAL_MODELS
+        from mixexperts.models import resolve_model, LOCAL_MODELS
         path = str(resolve_model(model)) if model in LOCAL_MODELS or Path(model).is_dir() else model
         kw = dict(model=path, tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
                   dtype=dtype, enable_prefix_caching=True, seed=seed, trust_remote_code=trust_remote_code, **engine_kw)
@@ -158,8 +164,9 @@ class VLLMBackend(Backend):
         if adapter not in self.adapters: raise MixExpertsError(f"no adapter {adapter!r} loaded; loaded: {list(self.adapters)}")
         return self.adapters[adapter]
 
-# %% ../nbs/03a_remote.ipynb #83f209de
-def _vllm_generate(self:VLLMBackend, prompts, n, temperature, top_p, max_tokens, stop, seed, adapter):
+# %% ../nbs/03a_remote.ipynb #6cccff27
+@patch
+def _generate(self:VLLMBackend, prompts, n, temperature, top_p, max_tokens, stop, seed, adapter):
     from vllm import SamplingParams
     sp = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=stop or None, seed=seed)
     lora, out = self._lora(adapter), [None] * len(prompts)
@@ -171,7 +178,9 @@ def _vllm_generate(self:VLLMBackend, prompts, n, temperature, top_p, max_tokens,
         for i, r in zip(texts, self.llm.generate([prompts[i] for i in texts], sp, lora_request=lora, use_tqdm=False)): out[i] = r
     return [[Completion(o.text, len(r.prompt_token_ids), len(o.token_ids), o.finish_reason or 'stop') for o in r.outputs] for r in out]
 
-def _vllm_loglikelihood(self:VLLMBackend, requests, adapter=None):
+# %% ../nbs/03a_remote.ipynb #b36b9dc8
+@patch
+def _loglikelihood(self:VLLMBackend, requests, adapter=None):
     "Prompt log-probabilities of context + continuation (one prefix-cached pass per request)."
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
@@ -193,5 +202,3 @@ def _vllm_loglikelihood(self:VLLMBackend, requests, adapter=None):
             total += lp.logprob; greedy &= lp.rank == 1
         out.append((total, bool(greedy)))
     return out
-
-VLLMBackend._generate, VLLMBackend._loglikelihood = _vllm_generate, _vllm_loglikelihood

@@ -230,11 +230,16 @@ def run_paper(paper:str, # a notebook name in the papers folder
     params = dict(profile=profile, out=str(dest.resolve()), **(parameters or {}))
     t0 = time.perf_counter()
     rec = dict(paper=paper, notebook=str(dest/f'{paper}.ipynb'), profile=profile, status='ok', error=None)
-    try:
+    from mixexperts.core import PROGRESS_ENV
+    env_had = PROGRESS_ENV in os.environ
+    os.environ.setdefault(PROGRESS_ENV, 'text')  # the kernel inherits it: text bars, as no widget renders in the saved notebook
+    try:  # coalesce_streams: a bar's carriage-return updates are saved as its last line
         pm.execute_notebook(str(src), str(dest/f'{paper}.ipynb'), parameters=params, progress_bar=progress,
-                            kernel_name=kernel, cwd=str(src.parent), execution_timeout=timeout)
+                            kernel_name=kernel, cwd=str(src.parent), execution_timeout=timeout, coalesce_streams=True)
     except Exception as e:  # papermill's own error carries the cell; anything else is reported as is
         rec.update(status='failed', error=_failure(src, e))
+    finally:
+        if not env_had: os.environ.pop(PROGRESS_ENV, None)
     rec['seconds'] = round(time.perf_counter() - t0, 1)
     h = dest/'headline.json'
     if rec['status'] == 'ok':
@@ -318,9 +323,8 @@ def cmd_reproduce(a):
     print((Path(a.out)/'summary.md').read_text())
     print(f"all {len(s['papers'])} notebooks ran in {s['seconds']} s; executed notebooks, tables and figures in {a.out}/")
 
-def add_reproduce_commands(sub):
+def add_reproduce_commands(p): # the `reproduce` group's parser (made by `mixexperts.cli`)
     "Register `reproduce`."
-    p = sub.add_parser('reproduce', help='run the paper notebooks (papermill) and collect their headline numbers')
     p.add_argument('paper', help=f"'all', a paper ({', '.join(PAPERS)}) or 'a,b'")
     p.add_argument('--profile', default='cpu', choices=PROFILES, help='smoke: CI-sized; cpu: this machine; gpu: the papers\' settings')
     p.add_argument('-o', '--out', default='runs/reproduce', help='run folder (executed notebooks, tables, figures, summary)')

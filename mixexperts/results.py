@@ -9,17 +9,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np, pandas as pd, orjson
-from tqdm.auto import tqdm
+from .core import progress as progress_bar   # `progress` is a parameter name below
+from fastcore.basics import patch
 from .core import *
 
 # %% auto #0
 __all__ = ['ACC_NORM_TASKS', 'MISSING_POLICIES', 'TIE_POLICIES', 'DEFAULT_TIE', 'NONE_POLICIES', 'SampleFile',
            'parse_samples_name', 'scan_runs', 'select_runs', 'primary_metric', 'TaskRecords', 'read_samples',
            'choice_texts', 'choice_labels', 'question_text', 'router_text', 'gold_index', 'ResultsMatrix',
-           'choice_lengths', 'load_results', 'accuracy', 'best_single', 'oracle_correct', 'oracle_accuracy',
-           'none_correct_fraction', 'subject_table', 'summary', 'select', 'subset', 'option_scores', 'gold_logliks',
-           'choice_probs', 'gold_probs', 'gold_margins', 'save', 'plot_accuracy', 'plot_subject_table',
-           'best_model_labels', 'write_labels']
+           'choice_lengths', 'load_results', 'plot_accuracy', 'plot_subject_table', 'best_model_labels', 'write_labels',
+           'add_results_args', 'results_from_args']
 
 # %% ../nbs/01_results.ipynb #89721495
 _TS = r'\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d+)?'
@@ -74,6 +73,7 @@ def scan_runs(root, # an lm-eval output folder: one sub-folder per model (or a s
         raise DataFormatError("no lm-eval model folders here: expected <model>/samples_<task>_<timestamp>.jsonl[.gz]", root)
     return sorted(files, key=lambda f: (f.model, f.task, f.timestamp))
 
+# %% ../nbs/01_results.ipynb #753e96f5
 def select_runs(files:list[SampleFile], # from `scan_runs`
                 run:str='newest', # 'newest', 'oldest', or one exact timestamp
                ) -> dict[str, dict[str, SampleFile]]:
@@ -145,6 +145,7 @@ def _parse_resps(fr):
 def _open(path:Path):
     return gzip.open(path, 'rb') if path.suffix == '.gz' else open(path, 'rb')
 
+# %% ../nbs/01_results.ipynb #17939cbd
 def read_samples(path, # a samples_<task>_<timestamp>.jsonl[.gz] file
                  task:str|None=None, # task name; parsed from the file name when None
                  metric:str='auto', # metric to read: 'auto' (`primary_metric`) or a name such as 'acc'
@@ -246,6 +247,7 @@ def question_text(doc) -> str:
             if isinstance(v, str) and v.strip(): return v.strip()
     return ''
 
+# %% ../nbs/01_results.ipynb #68aba1e6
 def router_text(question:str, choices:list|None) -> str:
     "The text a router sees: the question, then one line per lettered option."
     if not choices: return question
@@ -299,7 +301,7 @@ def _read_all(runs, ref_model, kw, n_jobs, progress):
     "Read every selected file; {model: {task: TaskRecords}} and the warnings raised."
     jobs = [(m, {t: (sf, ref_model[t] == m) for t, sf in tasks.items()}, kw) for m, tasks in runs.items()]
     n_files = sum(len(t) for t in runs.values())
-    bar = tqdm(total=n_files, desc='reading lm-eval samples', unit='file', disable=not progress)
+    bar = progress_bar(total=n_files, desc='reading lm-eval samples', unit='file', disable=not progress)
     out, msgs = {}, []
     if n_jobs > 1 and len(jobs) > 1:
         from concurrent.futures import ProcessPoolExecutor
@@ -333,6 +335,7 @@ def _question_ids(task, recs_by_model, missing):
     lost = {m: len(union) - len(ids) for m, ids in per.items() if len(ids) < len(union)}
     return keep, lost
 
+# %% ../nbs/01_results.ipynb #8477c3e6
 class _Checked:
     "Per-question reference values (doc hash, option count) and which model line supplied them."
     def __init__(self, n, what, empty):
@@ -443,6 +446,7 @@ def _assemble(recs_by_task, models, missing, benchmark):
     questions = pd.DataFrame(rows).set_index('qid')
     return questions, correct, logliks, pred, lost_all
 
+# %% ../nbs/01_results.ipynb #d2e09b11
 def _question_row(task, doc_id, rec, idx, nch, doc_hash):
     doc = rec.docs[idx] if rec is not None else None
     target = rec.targets[idx] if rec is not None else None
@@ -552,33 +556,48 @@ def _check_consistency(questions, correct, pred, by_task):
                       "arg-max(loglikelihood) == gold", DataWarning, stacklevel=3)
 
 # %% ../nbs/01_results.ipynb #1a728f73
-def _m(self:ResultsMatrix, name): return self.models.index(name)
+@patch
+def _m(self:ResultsMatrix, name):
+    "Column of the model `name`."
+    return self.models.index(name)
 
+# %% ../nbs/01_results.ipynb #fd8a70a8
+@patch
 def accuracy(self:ResultsMatrix) -> pd.Series:
     "Mean primary metric per model (NaN cells ignored), in model order."
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)
         return pd.Series(np.nanmean(self.correct, axis=0), index=self.models, name='accuracy')
 
+# %% ../nbs/01_results.ipynb #5cac38e2
+@patch
 def best_single(self:ResultsMatrix) -> tuple:
     "`(model, accuracy)` of the best single model (first in model order on ties)."
     acc = self.accuracy()
     return acc.idxmax(), float(acc.max())
 
+# %% ../nbs/01_results.ipynb #a466a0f7
+@patch
 def oracle_correct(self:ResultsMatrix) -> np.ndarray:
     "Per question, the best score any model reached (1 where some model is right)."
     c = np.where(np.isnan(self.correct), -np.inf, self.correct)
     best = c.max(axis=1) if self.n_models else np.zeros(self.n_questions)
     return np.where(np.isinf(best), np.nan, best)
 
+# %% ../nbs/01_results.ipynb #db9651ac
+@patch
 def oracle_accuracy(self:ResultsMatrix) -> float:
     "Accuracy of an oracle that picks, per question, a model that is right."
     return float(np.nanmean(self.oracle_correct()))
 
+# %% ../nbs/01_results.ipynb #ea5b4318
+@patch
 def none_correct_fraction(self:ResultsMatrix) -> float:
     "Share of questions that no model gets right."
     return float(np.mean(~(self.oracle_correct() > 0)))
 
+# %% ../nbs/01_results.ipynb #a64b1b09
+@patch
 def subject_table(self:ResultsMatrix, by:str='subject') -> pd.DataFrame:
     "Mean metric per subject (rows, with a count column `n`) and model (columns)."
     df = pd.DataFrame(self.correct, columns=self.models)
@@ -587,10 +606,8 @@ def subject_table(self:ResultsMatrix, by:str='subject') -> pd.DataFrame:
     out.insert(0, 'n', df.groupby(by).size())
     return out
 
-for f in (_m, accuracy, best_single, oracle_correct, oracle_accuracy, none_correct_fraction, subject_table):
-    setattr(ResultsMatrix, f.__name__, f)
-
 # %% ../nbs/01_results.ipynb #75ada9bc
+@patch
 def summary(self:ResultsMatrix) -> dict:
     "The matrix's headline numbers as a JSON-ready dict (accuracies are fractions in [0, 1])."
     acc = self.accuracy()
@@ -602,9 +619,8 @@ def summary(self:ResultsMatrix) -> dict:
                 accuracy={m: float(a) for m, a in acc.sort_values(ascending=False).items()},
                 n_missing_questions=self.meta.get('n_missing_questions', 0), load_seconds=self.meta.get('load_seconds'))
 
-ResultsMatrix.summary = summary
-
 # %% ../nbs/01_results.ipynb #17080d89
+@patch
 def select(self:ResultsMatrix, models:list|None=None, exclude:list|None=None) -> ResultsMatrix:
     "A matrix with only `models` (in that order) and/or without `exclude`."
     names = list(self.models if models is None else models)
@@ -617,6 +633,8 @@ def select(self:ResultsMatrix, models:list|None=None, exclude:list|None=None) ->
     idx = [self.models.index(m) for m in names]
     return ResultsMatrix(self.questions, names, self.correct[:, idx], self.logliks[:, idx], self.pred[:, idx], self.meta)
 
+# %% ../nbs/01_results.ipynb #656e1124
+@patch
 def subset(self:ResultsMatrix, rows) -> ResultsMatrix:
     "A matrix with only the questions in `rows` (boolean mask, positions or qids)."
     rows = np.asarray(rows)
@@ -630,9 +648,8 @@ def subset(self:ResultsMatrix, rows) -> ResultsMatrix:
         pos = idx
     return ResultsMatrix(self.questions.iloc[pos], self.models, self.correct[pos], self.logliks[pos], self.pred[pos], self.meta)
 
-ResultsMatrix.select, ResultsMatrix.subset = select, subset
-
 # %% ../nbs/01_results.ipynb #e8610844
+@patch
 def option_scores(self:ResultsMatrix) -> np.ndarray:
     "`[questions, models, choices]` the primary metric's option scores: log-likelihoods, per character on `acc_norm` tasks."
     metrics = self.meta.get('metrics') or {}
@@ -648,12 +665,16 @@ def option_scores(self:ResultsMatrix) -> np.ndarray:
     lengths[norm] = choice_lengths(list(q['choices']), q['n_choices'].to_numpy(), self.logliks.shape[2])
     return self.logliks / lengths[:, None, :]
 
+# %% ../nbs/01_results.ipynb #d0a199f1
+@patch
 def gold_logliks(self:ResultsMatrix) -> np.ndarray:
     "`[questions, models]` log-likelihood of the gold option (NaN where gold or answer is unknown)."
     g = self.questions['gold'].to_numpy()
     take = np.take_along_axis(self.logliks, np.clip(g, 0, None)[:, None, None].repeat(self.n_models, 1), axis=2)[..., 0]
     return np.where(g[:, None] >= 0, take, np.nan)
 
+# %% ../nbs/01_results.ipynb #596bc57e
+@patch
 def choice_probs(self:ResultsMatrix) -> np.ndarray:
     "`[questions, models, choices]` softmax of each model's option scores (`option_scores`) over its options."
     x = np.where(np.isnan(self.logliks), -np.inf, self.option_scores())
@@ -661,12 +682,16 @@ def choice_probs(self:ResultsMatrix) -> np.ndarray:
     e = np.exp(x - np.where(np.isfinite(mx), mx, 0))
     with np.errstate(invalid='ignore'): return e / e.sum(axis=2, keepdims=True)
 
+# %% ../nbs/01_results.ipynb #2945aa93
+@patch
 def gold_probs(self:ResultsMatrix) -> np.ndarray:
     "`[questions, models]` probability of the gold option under each model's softmax."
     g = self.questions['gold'].to_numpy()
     p = np.take_along_axis(self.choice_probs(), np.clip(g, 0, None)[:, None, None].repeat(self.n_models, 1), axis=2)[..., 0]
     return np.where(g[:, None] >= 0, p, np.nan)
 
+# %% ../nbs/01_results.ipynb #4cb5a387
+@patch
 def gold_margins(self:ResultsMatrix) -> np.ndarray:
     "`[questions, models]` the gold option's score minus the best wrong option's (`option_scores`)."
     g = self.questions['gold'].to_numpy()
@@ -678,8 +703,6 @@ def gold_margins(self:ResultsMatrix) -> np.ndarray:
         warnings.simplefilter('ignore', RuntimeWarning)
         return np.where(g[:, None] >= 0, gold - np.nanmax(wrong, axis=2), np.nan)
 
-for f in (option_scores, gold_logliks, choice_probs, gold_probs, gold_margins): setattr(ResultsMatrix, f.__name__, f)
-
 # %% ../nbs/01_results.ipynb #95519125
 import pyarrow as pa, pyarrow.parquet as pq
 
@@ -690,6 +713,8 @@ def _ragged(ll:np.ndarray, nch:np.ndarray) -> pa.Array:
     mask = np.arange(ll.shape[1])[None, :] < nch[:, None]
     return pa.ListArray.from_arrays(pa.array(offs), pa.array(ll[mask], pa.float64()))
 
+# %% ../nbs/01_results.ipynb #0072e9ab
+@patch
 def save(self:ResultsMatrix, path, force:bool=False) -> Path:
     "Write the matrix to one parquet file (atomic; refuses to overwrite unless `force`)."
     q = self.questions
@@ -708,8 +733,9 @@ def save(self:ResultsMatrix, path, force:bool=False) -> Path:
     with atomic_path(path, force=force) as tmp: pq.write_table(table, tmp, compression='zstd')
     return Path(path)
 
-# %% ../nbs/01_results.ipynb #0072e9ab
-def _load(cls, path) -> ResultsMatrix:
+# %% ../nbs/01_results.ipynb #52c75fec
+@patch(cls_method=True)
+def load(cls:ResultsMatrix, path) -> ResultsMatrix:
     "Read a matrix written by `ResultsMatrix.save`."
     path = Path(path)
     if not path.is_file(): raise DataNotFoundError(f"{path} does not exist")
@@ -733,8 +759,6 @@ def _load(cls, path) -> ResultsMatrix:
     for j, m in enumerate(models):
         logliks[:, j][mask] = table.column(f'logliks:{m}').combine_chunks().flatten().to_numpy(zero_copy_only=False)
     return ResultsMatrix(questions, models, correct, logliks, pred, meta)
-
-ResultsMatrix.save, ResultsMatrix.load = save, classmethod(_load)
 
 # %% ../nbs/01_results.ipynb #50829512
 def plot_accuracy(rm:ResultsMatrix, ax=None, top:int|None=None):
@@ -807,3 +831,25 @@ def write_labels(labels:pd.DataFrame, path, force:bool=False) -> Path:
         for row in labels[cols].itertuples(index=False):
             f.write(orjson.dumps(dict(zip(cols, (row[0], row[1], row[2], row[3], row[4], row[5], int(row[6]))))) + b'\n')
     return Path(path)
+
+# %% ../nbs/01_results.ipynb #7722720f
+import argparse, sys
+
+def add_results_args(p:argparse.ArgumentParser):
+    "The command-line options that choose what `load_results` reads (every command that reads results takes them)."
+    p.add_argument('dir', help='lm-eval output folder (one sub-folder per model) or a .parquet matrix')
+    p.add_argument('--models', nargs='+', metavar='M', help='only these models (folder names)')
+    p.add_argument('--exclude-models', nargs='+', metavar='M', help='all models but these')
+    p.add_argument('--metric', default='auto', help="metric to read ('auto': acc, or acc_norm where standard)")
+    p.add_argument('--missing', default='intersect', choices=MISSING_POLICIES, help='questions some models lack')
+    p.add_argument('--run', default='newest', help="run per task: 'newest', 'oldest' or a timestamp")
+    p.add_argument('--filter', default='auto', help='lm-eval filter for tasks that log several')
+    p.add_argument('--on-bad-line', default='error', choices=('error', 'skip'), help='malformed sample lines')
+    p.add_argument('--jobs', type=int, default=2, help='reader processes')
+    p.add_argument('--no-progress', action='store_true', help='hide the progress bar')
+
+def results_from_args(a:argparse.Namespace) -> ResultsMatrix:
+    "The `ResultsMatrix` that options added by `add_results_args` describe."
+    return load_results(a.dir, models=a.models, exclude_models=a.exclude_models, metric=a.metric, missing=a.missing,
+                        run=a.run, filter=a.filter, on_bad_line=a.on_bad_line, n_jobs=a.jobs,
+                        progress=not a.no_progress and sys.stderr.isatty())

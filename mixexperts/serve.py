@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse, threading, time, uuid
 from pathlib import Path
 from .core import *
-from .backends import Backend, HFBackend, Completion, LOCAL_MODELS
+from .backends import Backend, HFBackend, Completion
+from .models import LOCAL_MODELS
+from .routed import add_routers
 from fastapi import FastAPI, Request  # module level: FastAPI resolves the endpoints' annotations here
 
 # %% auto #0
@@ -64,6 +66,52 @@ class ModelTable:
         b, a = self.entries[name]
         return b, a, self.locks[id(b)]
 
+# %% ../nbs/03b_serve.ipynb #3fc87c61
+def _run(models:ModelTable, body:dict, fn):
+    "`fn(backend, adapter)` for the model `body` names, under its backend's lock; an error response if that fails."
+    name = body.get('model')
+    got = models.get(name)
+    if got is None: return _err(404, f"model {name!r} is not served here; served: {list(models.entries)}", 'model_not_found')
+    backend, adapter, lock = got
+    try:
+        with lock: return fn(backend, adapter)
+    except MixExpertsError as e: return _err(400, str(e))
+
+async def _in_thread(fn, *args):
+    "Run blocking model work off the event loop."
+    from starlette.concurrency import run_in_threadpool
+    return await run_in_threadpool(fn, *args)
+
+# %% ../nbs/03b_serve.ipynb #9e426d51
+def _chat_response(body:dict, backend:Backend, adapter:str|None) -> dict:
+    "The `/v1/chat/completions` answer to `body`."
+    res = backend.generate([body.get('messages')], adapter=adapter, **_sampling(body, 256))
+    return {'id': f'chatcmpl-{uuid.uuid4().hex[:24]}', 'object': 'chat.completion', 'created': int(time.time()),
+            'model': body['model'],
+            'choices': [{'index': i, 'message': {'role': 'assistant', 'content': c.text}, 'finish_reason': c.finish_reason,
+                         'logprobs': None} for i, c in enumerate(res[0])],
+            'usage': _usage(res)}
+
+def _completions_response(body:dict, backend:Backend, adapter:str|None) -> dict:
+    "The `/v1/completions` answer to `body`."
+    prompts = body.get('prompt')
+    prompts = [prompts] if isinstance(prompts, str) else prompts
+    if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
+        raise MixExpertsError("prompt must be a string or a list of strings")
+    res = backend.generate(prompts, adapter=adapter, **_sampling(body, 16))
+    choices = []
+    for p, rs in zip(prompts, res):
+        for c in rs:
+            text = (p + c.text) if body.get('echo') else c.text
+            lp = None
+            if body.get('logprobs') is not None:
+                if not isinstance(backend, HFBackend): raise MixExpertsError(f"model {body['model']!r} does not return logprobs")
+                lp = token_logprobs(backend, text, adapter)
+            choices.append({'index': len(choices), 'text': text, 'finish_reason': c.finish_reason, 'logprobs': lp})
+    return {'id': f'cmpl-{uuid.uuid4().hex[:24]}', 'object': 'text_completion', 'created': int(time.time()),
+            'model': body['model'], 'choices': choices, 'usage': _usage(res)}
+
+# %% ../nbs/03b_serve.ipynb #1d25173a
 def create_app(models:ModelTable):
     "A FastAPI app serving `models` with the OpenAI API."
     app = FastAPI(title='mixexperts', version='1')
@@ -74,56 +122,17 @@ def create_app(models:ModelTable):
         return {'object': 'list', 'data': [{'id': n, 'object': 'model', 'created': created, 'owned_by': 'mixexperts'}
                                            for n in models.entries]}
 
-    def run(body, fn):
-        name = body.get('model')
-        got = models.get(name)
-        if got is None: return _err(404, f"model {name!r} is not served here; served: {list(models.entries)}", 'model_not_found')
-        backend, adapter, lock = got
-        try:
-            with lock: return fn(backend, adapter)
-        except MixExpertsError as e: return _err(400, str(e))
-
     @app.post('/v1/chat/completions')
     async def chat(request: Request):
         body = await request.json()
-        msgs = body.get('messages')
-        def go(backend, adapter):
-            res = backend.generate([msgs], adapter=adapter, **_sampling(body, 256))
-            return {'id': f'chatcmpl-{uuid.uuid4().hex[:24]}', 'object': 'chat.completion', 'created': int(time.time()),
-                    'model': body['model'],
-                    'choices': [{'index': i, 'message': {'role': 'assistant', 'content': c.text}, 'finish_reason': c.finish_reason,
-                                 'logprobs': None} for i, c in enumerate(res[0])],
-                    'usage': _usage(res)}
-        return await _in_thread(run, body, go)
+        return await _in_thread(_run, models, body, lambda b, a: _chat_response(body, b, a))
 
     @app.post('/v1/completions')
     async def completions(request: Request):
         body = await request.json()
-        prompts = body.get('prompt')
-        prompts = [prompts] if isinstance(prompts, str) else prompts
-        def go(backend, adapter):
-            if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
-                raise MixExpertsError("prompt must be a string or a list of strings")
-            res = backend.generate(prompts, adapter=adapter, **_sampling(body, 16))
-            choices = []
-            for pi, (p, rs) in enumerate(zip(prompts, res)):
-                for c in rs:
-                    text = (p + c.text) if body.get('echo') else c.text
-                    lp = None
-                    if body.get('logprobs') is not None:
-                        if not isinstance(backend, HFBackend): raise MixExpertsError(f"model {body['model']!r} does not return logprobs")
-                        lp = token_logprobs(backend, text, adapter)
-                    choices.append({'index': len(choices), 'text': text, 'finish_reason': c.finish_reason, 'logprobs': lp})
-            return {'id': f'cmpl-{uuid.uuid4().hex[:24]}', 'object': 'text_completion', 'created': int(time.time()),
-                    'model': body['model'], 'choices': choices, 'usage': _usage(res)}
-        return await _in_thread(run, body, go)
+        return await _in_thread(_run, models, body, lambda b, a: _completions_response(body, b, a))
 
     return app
-
-async def _in_thread(fn, *args):
-    "Run blocking model work off the event loop."
-    from starlette.concurrency import run_in_threadpool
-    return await run_in_threadpool(fn, *args)
 
 # %% ../nbs/03b_serve.ipynb #48a861cc
 def build_table(models:list, adapters:list|None=None, dtype:str='float32', device:str|None=None) -> ModelTable:
@@ -148,14 +157,12 @@ def cmd_serve(a):
         raise MixExpertsError(f"name at least one --model or --router (registry names: {', '.join(LOCAL_MODELS)})")
     table = build_table(a.model, a.adapter, a.dtype, a.device)
     if a.router:
-        from mixexperts.routing import add_routers  # here: routing builds on the backends, not the other way round
         add_routers(table, a.router, a.route_model, a.dtype, a.device)
     print(f"serving {list(table.entries)} on http://{a.host}:{a.port}/v1", flush=True)
     uvicorn.run(create_app(table), host=a.host, port=a.port, log_level=a.log_level)
 
-def add_serve_commands(sub):
+def add_serve_commands(p): # the `serve` group's parser (made by `mixexperts.cli`)
     "Register `serve`."
-    p = sub.add_parser('serve', help='OpenAI-compatible HTTP server for local models and saved routers')
     p.add_argument('--model', action='append', default=[], metavar='NAME[=PATH]', help='a registry name, or NAME=folder (repeatable)')
     p.add_argument('--adapter', action='append', default=[], metavar='NAME=PATH', help='serve a LoRA adapter of the first model as NAME')
     p.add_argument('--host', default='127.0.0.1'); p.add_argument('--port', type=int, default=8000)

@@ -4,24 +4,21 @@
 
 # %% ../nbs/05_voting.ipynb #e0f89bd2
 from __future__ import annotations
-import argparse, copy, importlib, itertools, json, math, sys, time, zipfile
+import functools, importlib, re
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
-import numpy as np, pandas as pd
+import numpy as np
 from fastcore.basics import patch
 from .core import *
 from .extract import get_extractor
-from .results import ResultsMatrix, load_results
+from .embeddings import get_encoder
 
 # %% auto #0
-__all__ = ['CONFIDENCE', 'LAZY_CONFIDENCE', 'OFFLINE_INPUTS', 'TIE_BREAKERS', 'TIE_VOTE_GRID', 'Tally', 'tally',
-           'register_confidence', 'Confidence', 'offline_confidences', 'confidence_class', 'get_confidence',
-           'Consistency', 'LogprobConfidence', 'aggregate_logprobs', 'quantise', 'select_model', 'vote_among_tied',
-           'mux_answer', 'ChoiceSource', 'SampleSet', 'encode_answers', 'mux_one', 'split_validation', 'tie_priority',
-           'check_tie_vote', 'seed_streams', 'MuxSimulation', 'validation_mask', 'default_temperature', 'gold_nll',
-           'auto_temperature', 'choice_source', 'SubsetBits', 'SubsetResult', 'search_subsets', 'mux_table',
-           'plot_mux_table', 'mux_summary', 'cmd_mux_simulate', 'cmd_mux_search', 'add_mux_commands']
+__all__ = ['CONFIDENCE', 'OFFLINE_INPUTS', 'TIE_BREAKERS', 'TIE_VOTE_GRID', 'Tally', 'check_answer_ids', 'tally', 'Confidence',
+           'offline_confidences', 'get_confidence', 'Consistency', 'LogprobConfidence', 'aggregate_logprobs',
+           'quantise', 'select_model', 'vote_among_tied', 'mux_answer', 'tie_priority', 'check_tie_vote', 'model_index',
+           'encode_answers', 'mux_one', 'largest_cluster', 'EmbeddingConfidence', 'BoundConfidence', 'parse_confidence',
+           'VerbalizedConfidence']
 
 # %% ../nbs/05_voting.ipynb #eea23a11
 @dataclass
@@ -35,12 +32,13 @@ class Tally:
     @property
     def k(self) -> int: return self.samples.shape[-1]
 
-def _check_ids(samples:np.ndarray, n_answers:int, what:str='samples'):
+def check_answer_ids(samples:np.ndarray, n_answers:int, what:str='samples'):
     if samples.dtype.kind not in 'iu': raise MixExpertsError(f"{what} must be integer answer ids, got dtype {samples.dtype}")
     if samples.size and (samples.min() < -1 or samples.max() >= n_answers):
         raise MixExpertsError(f"{what} must hold answer ids in -1..{n_answers - 1} (-1 = no answer); "
                               f"found {samples.min()}..{samples.max()}")
 
+# %% ../nbs/05_voting.ipynb #fc06f492
 def tally(samples, # int answer ids [..., M, k]; -1 = no answer
           n_answers:int, # number of distinct answer ids V
           rng=None, # seed or Generator for within-model ties
@@ -49,7 +47,7 @@ def tally(samples, # int answer ids [..., M, k]; -1 = no answer
     "Count every model's votes and take its majority answer (ties broken by a seeded draw)."
     samples = np.asarray(samples)
     if samples.ndim < 2 or samples.shape[-1] < 1: raise MixExpertsError(f"samples must be [..., models, k>=1], got shape {samples.shape}")
-    _check_ids(samples, n_answers)
+    check_answer_ids(samples, n_answers)
     lead, k = samples.shape[:-1], samples.shape[-1]
     if jitter is None:  # drawn answer-major, so that each answer's slice below is contiguous
         jitter = np.moveaxis(as_rng(rng).integers(0, 256, (n_answers,) + lead, dtype=np.uint8), 0, -1)
@@ -81,17 +79,6 @@ def tally(samples, # int answer ids [..., M, k]; -1 = no answer
     return Tally(samples, np.moveaxis(counts, 0, -1), answer, count, (cols >= 0).sum(0, dtype=np.int16))
 
 # %% ../nbs/05_voting.ipynb #ebf3e906
-CONFIDENCE: dict = {}
-LAZY_CONFIDENCE = {'embedding': 'mixexperts.mux_live', 'verbalized': 'mixexperts.mux_live'}  # registered on first use
-
-def register_confidence(name:str):
-    "Class decorator: make a `Confidence` subclass available under `name`."
-    def deco(cls):
-        cls.name = name
-        CONFIDENCE[name] = cls
-        return cls
-    return deco
-
 class Confidence:
     "Turns each model's samples (a `Tally`) into a score and the answer it vouches for."
     name, needs = None, ()  # `needs`: extra per-sample inputs the method reads, e.g. ('logprobs',)
@@ -100,25 +87,19 @@ class Confidence:
         raise NotImplementedError
     def __repr__(self): return f"{type(self).__name__}({self.name!r})"
 
+CONFIDENCE = Registry('confidence method', base=Confidence)
 OFFLINE_INPUTS = ('logprobs',)   # what an offline source can feed a confidence besides the answer ids
 
 def offline_confidences() -> list:
     "The registered confidences an offline simulation can feed (their `needs` are all in `OFFLINE_INPUTS`)."
     return sorted(n for n, c in CONFIDENCE.items() if set(c.needs) <= set(OFFLINE_INPUTS))
 
-def confidence_class(name:str) -> type|None:
-    "The `Confidence` class registered under `name` (importing its module if it registers lazily), or None."
-    if name not in CONFIDENCE and name in LAZY_CONFIDENCE: importlib.import_module(LAZY_CONFIDENCE[name])
-    return CONFIDENCE.get(name) or importlib.import_module('mixexperts.voting').CONFIDENCE.get(name)  # where lazy ones register
-
 def get_confidence(name, **options) -> Confidence:
-    "Build the confidence method registered under `name`."
-    if isinstance(name, Confidence): return name
-    cls = confidence_class(name)
-    if cls is None: raise MixExpertsError(f"unknown confidence method {name!r}; registered: {sorted(set(CONFIDENCE) | set(LAZY_CONFIDENCE))}")
-    return cls(**options)
+    "Build the confidence method registered under `name` (a `Confidence` is returned as is)."
+    return name if isinstance(name, Confidence) else CONFIDENCE.build(name, **options)
 
-@register_confidence('consistency')
+# %% ../nbs/05_voting.ipynb #8265a7d9
+@CONFIDENCE.register('consistency')
 class Consistency(Confidence):
     "Majority share of a model's k answers (empty answers count as misses unless `denominator='nonempty'`)."
     def __init__(self, denominator:str='k'): # 'k' (paper) or 'nonempty' (reference code)
@@ -129,7 +110,7 @@ class Consistency(Confidence):
         den = t.nonempty
         return np.where(den > 0, t.count / np.maximum(den, 1), 0.0), t.answer
 
-@register_confidence('logprob')
+@CONFIDENCE.register('logprob')
 class LogprobConfidence(Confidence):
     "The most probable sample's probability, from per-sample aggregated log-probabilities."
     needs = ('logprobs',)
@@ -186,6 +167,7 @@ def select_model(scores, # float [..., M] confidence per model (−∞ or NaN: d
     pr = np.where(cand, np.broadcast_to(pr, q.shape), -np.inf)
     return np.where(cand.any(-1), np.argmax(pr, axis=-1), -1)
 
+# %% ../nbs/05_voting.ipynb #029725d8
 TIE_VOTE_GRID = (np.inf, 32, 16, 8, 4, 2, 1)  # powers 'auto' tries on validation; ∞ (no vote) first, so it is kept on ties
 
 def vote_among_tied(scores, # float [..., M] confidence per model
@@ -213,260 +195,6 @@ def mux_answer(scores, answers, priority, power:float=np.inf) -> tuple:
     w = vote_among_tied(scores, answers, priority, power)
     ans = np.take_along_axis(np.asarray(answers), np.maximum(w, 0)[..., None], -1)[..., 0]
     return w, np.where(w >= 0, ans, -1)
-
-# %% ../nbs/05_voting.ipynb #e600572d
-def _model_index(names:list, models) -> np.ndarray:
-    "Positions of `models` (names, all if None) in `names`; unknown or duplicate names are errors."
-    if models is None: return np.arange(len(names))
-    models = list(models)
-    if len(set(models)) != len(models):
-        raise MixExpertsError(f"duplicate model names: {sorted(m for m, c in Counter(models).items() if c > 1)}")
-    unknown = [m for m in models if m not in names]
-    if unknown: raise MixExpertsError(f"unknown model(s) {unknown}; known: {list(names)}")
-    if not models: raise MixExpertsError("no models selected")
-    return np.array([list(names).index(m) for m in models])
-
-def _per_model_temperature(temperature, models:list) -> np.ndarray:
-    "`[M]` temperatures from one number or a {model: T} mapping that covers every model; each > 0."
-    if isinstance(temperature, dict):
-        missing = [m for m in models if m not in temperature]
-        if missing: raise MixExpertsError(f"temperature mapping lacks model(s) {missing[:5]}")
-        vals = [temperature[m] for m in models]
-    else: vals = [temperature] * len(models)
-    for v in vals:
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not v > 0:
-            raise MixExpertsError(f"temperature must be a number > 0 (or one per model), got {v!r} (choose 'auto' with `auto_temperature`)")
-    return np.asarray(vals, np.float64)
-
-class ChoiceSource:
-    "Multiple-choice answer distributions: each model answers with the softmax of its option scores (primary metric)."
-    def __init__(self, rm:ResultsMatrix, # a results matrix with per-option log-likelihoods
-                 temperature=None, # softmax temperature over the option scores: a number, or {model: T}; None: 1 on log-likelihood scores
-                ):
-        if not isinstance(rm, ResultsMatrix): raise MixExpertsError(f"ChoiceSource needs a ResultsMatrix, got {type(rm).__name__}")
-        if temperature is None:
-            if any(m == 'acc_norm' for m in (rm.meta.get('metrics') or {}).values()):
-                raise MixExpertsError("this matrix scores options per character (acc_norm), where T = 1 samples almost uniformly: give a "
-                                      "temperature, or build the source with `choice_source(rm)`, which chooses one per model on the validation half")
-            temperature = 1.0
-        T = _per_model_temperature(temperature, rm.models)
-        ll = rm.option_scores()
-        if ll.shape[2] < 2 or np.isnan(ll).all(): raise MixExpertsError("the matrix has no per-option log-likelihoods (not a multiple-choice task?)")
-        x = np.where(np.isnan(ll), -np.inf, ll / T[None, :, None])
-        mx = x.max(-1, keepdims=True)
-        self.present = np.isfinite(mx[..., 0])
-        e = np.exp(x - np.where(np.isfinite(mx), mx, 0))
-        with np.errstate(invalid='ignore'): self.probs = np.nan_to_num(e / e.sum(-1, keepdims=True))
-        valid = ~np.isnan(ll)
-        thr = np.cumsum(self.probs, -1)[..., :-1].astype(np.float32)
-        last = valid.sum(-1, keepdims=True) - 1  # thresholds from the last valid option on are never crossed
-        self.thresholds = np.where(np.arange(thr.shape[-1]) < last, thr, np.float32(2.0))
-        Q, C = ll.shape[0], ll.shape[2]
-        gold = rm.questions['gold'].to_numpy()
-        self.correct_table = np.zeros((Q, C), bool)
-        self.correct_table[np.flatnonzero(gold >= 0), gold[gold >= 0]] = True
-        self.greedy_correct = (np.argmax(np.where(valid, ll, -np.inf), -1) == gold[:, None]) & self.present & (gold[:, None] >= 0)
-        self.models, self.qids, self.n_answers = list(rm.models), np.asarray(rm.qids), C
-        self.subjects = rm.questions['subject'].astype(str).to_numpy() if 'subject' in rm.questions else None
-        self.name = rm.benchmark or 'results'
-        self.temperature = dict(zip(self.models, map(float, T))) if isinstance(temperature, dict) else float(temperature)
-        self.per_character = sorted({t for t, m in (rm.meta.get('metrics') or {}).items() if m == 'acc_norm'})
-
-    n_questions = property(lambda self: len(self.qids))
-    n_models = property(lambda self: len(self.models))
-    def __repr__(self):
-        T = self.temperature if not isinstance(self.temperature, dict) else f"per model, median {np.median(list(self.temperature.values())):.3g}"
-        return f"ChoiceSource({self.name}: {self.n_questions} questions × {self.n_models} models, T={T})"
-
-    def draw(self, k:int, trials:int, rng, models=None, logprobs:bool=False) -> tuple:
-        "`(samples [trials, Q, M, k] int8, extra)`: k answers per model, by inverse CDF; `extra['logprobs']` on request."
-        idx = _model_index(self.models, models)
-        thr = np.ascontiguousarray(np.moveaxis(self.thresholds[:, idx], -1, 0))  # [C-1, Q, M]
-        Q, M = thr.shape[1:]
-        out = np.empty((trials, k, Q, M), np.int8)  # samples-major, so every comparison runs over contiguous [Q, M]
-        chunk = max(1, (1 << 25) // max(1, Q * M * k))  # bounds memory
-        for t0 in range(0, trials, chunk):
-            u = rng.random((min(chunk, trials - t0), k, Q, M), dtype=np.float32)
-            s = out[t0:t0 + len(u)]
-            s[...] = 0
-            for c in range(len(thr)): s += u >= thr[c]
-        out = np.moveaxis(out, 1, -1)  # a [trials, Q, M, k] view
-        out[:, ~self.present[:, idx]] = -1
-        extra = {}
-        if logprobs:
-            with np.errstate(divide='ignore'):
-                p = np.take_along_axis(self.probs[None, :, idx], np.maximum(out, 0).astype(np.intp), -1)
-                extra['logprobs'] = np.where(out >= 0, np.log(p), -np.inf)
-        return out, extra
-
-# %% ../nbs/05_voting.ipynb #d1686700
-class SampleSet:
-    "Collected answers: `[questions, models, samples]` answer ids (-1 = none) with a `[questions, ids]` correctness table."
-    def __init__(self, answers, # int [Q, M, S] answer ids; -1 = no answer extracted
-                 correct, # bool [Q, V]: is answer id v correct for question q
-                 models:list, # model names, one per column
-                 qids=None, # question ids (default 0..Q-1)
-                 subjects=None, # optional per-question group for stratified splits and subject tie-breaks
-                 present=None, # bool [Q, M]: did the model answer the question at all (default: all)
-                 logprobs=None, # optional float [Q, M, S] per-sample log-probabilities
-                 name:str='samples', # a label for reports
-                ):
-        answers, correct = np.asarray(answers), np.asarray(correct)
-        if answers.ndim != 3: raise MixExpertsError(f"answers must be [questions, models, samples], got shape {answers.shape}")
-        Q, M, S = answers.shape
-        if min(Q, M, S) < 1: raise MixExpertsError(f"answers must have at least one question, model and sample, got shape {answers.shape}")
-        if correct.ndim != 2 or correct.shape[0] != Q:
-            raise MixExpertsError(f"correct must be [questions={Q}, answer ids], got shape {correct.shape}")
-        if correct.dtype != bool:
-            if correct.dtype.kind not in 'iu' or not np.isin(correct, (0, 1)).all(): raise MixExpertsError("correct must be boolean (or 0/1)")
-            correct = correct.astype(bool)
-        _check_ids(answers, max(correct.shape[1], 1), 'answers')
-        models = [str(m) for m in models]
-        if len(models) != M: raise MixExpertsError(f"{len(models)} model names for {M} model columns")
-        _model_index(models, models)  # duplicates
-        self.answers, self.correct_table, self.models, self.name = answers, correct, models, name
-        self.qids = np.arange(Q) if qids is None else np.asarray(qids)
-        if len(self.qids) != Q: raise MixExpertsError(f"{len(self.qids)} qids for {Q} questions")
-        self.subjects = None if subjects is None else np.asarray(subjects).astype(str)
-        if self.subjects is not None and len(self.subjects) != Q: raise MixExpertsError(f"{len(self.subjects)} subjects for {Q} questions")
-        self.present = np.ones((Q, M), bool) if present is None else np.asarray(present, bool)
-        if self.present.shape != (Q, M): raise MixExpertsError(f"present must be [questions={Q}, models={M}], got {self.present.shape}")
-        self.logprobs = None if logprobs is None else np.asarray(logprobs, np.float64)
-        if self.logprobs is not None and self.logprobs.shape != answers.shape:
-            raise MixExpertsError(f"logprobs shape {self.logprobs.shape} != answers shape {answers.shape}")
-        self.n_answers = max(correct.shape[1], 1)
-        if correct.shape[1] == 0: self.correct_table = np.zeros((Q, 1), bool)
-
-    n_questions = property(lambda self: self.answers.shape[0])
-    n_models = property(lambda self: self.answers.shape[1])
-    n_samples = property(lambda self: self.answers.shape[2])
-    def __repr__(self): return f"SampleSet({self.name}: {self.n_questions} questions × {self.n_models} models × {self.n_samples} samples)"
-
-    def draw(self, k:int, trials:int, rng, models=None, logprobs:bool=False) -> tuple:
-        "`(samples [trials, Q, M, k], extra)`: k of the collected samples per model, without replacement."
-        idx = _model_index(self.models, models)
-        if k > self.n_samples: raise MixExpertsError(f"k={k} samples per model asked, but only {self.n_samples} were collected")
-        Q, S = self.n_questions, self.n_samples
-        order = np.argsort(rng.random((trials, Q, len(idx), S)), axis=-1)[..., :k]
-        out = np.take_along_axis(self.answers[None][:, :, idx], order, -1)
-        out[:, ~self.present[:, idx]] = -1
-        extra = {}
-        if logprobs:
-            if self.logprobs is None: raise MixExpertsError("this SampleSet has no per-sample log-probabilities")
-            extra['logprobs'] = np.take_along_axis(self.logprobs[None][:, :, idx], order, -1)
-        return out, extra
-
-# %% ../nbs/05_voting.ipynb #52803f64
-def encode_answers(answers:list, # per model, its extracted answers (str or None) for one question
-                   ex, # an `Extractor`
-                  ) -> tuple:
-    "`(ids [M, S] int32, representatives)`: equal normal forms share an id; -1 where nothing was extracted."
-    ids = np.full((len(answers), max((len(a) for a in answers), default=0)), -1, np.int32)
-    seen = {}  # normal form -> id
-    reps = []
-    for m, per_m in enumerate(answers):
-        for j, raw in enumerate(per_m):
-            key = ex.normalize(raw)
-            if key is None: continue
-            if key not in seen: seen[key] = len(reps); reps.append(raw)
-            ids[m, j] = seen[key]
-    return ids, reps
-
-@patch(cls_method=True)
-def from_strings(cls:SampleSet, answers, # nested [Q][M][S] extracted answers (str or None)
-                  golds, # gold answers, one per question
-                  models:list, # model names
-                  kind:str='free_text', # extractor name from `mixexperts.extract`
-                  qids=None, subjects=None, name:str='samples',
-                  **options, # extractor options, e.g. n_choices=4
-                 ) -> SampleSet:
-    "Build a `SampleSet` from extracted answer strings, normalised and checked with one extractor."
-    ex = get_extractor(kind, **options)
-    if len(answers) != len(golds): raise MixExpertsError(f"{len(answers)} questions of answers but {len(golds)} gold answers")
-    if not len(answers): raise MixExpertsError("no questions")
-    M, S = len(models), len(answers[0][0]) if len(answers[0]) else 0
-    for q, per_q in enumerate(answers):
-        if len(per_q) != M or any(len(per_m) != S for per_m in per_q):
-            raise MixExpertsError(f"question {q}: every question needs {M} models × {S} samples, "
-                                  f"got {[len(per_m) for per_m in per_q]} samples per model")
-    ids = np.full((len(answers), M, S), -1, np.int32)
-    table = []
-    for q, (per_q, gold) in enumerate(zip(answers, golds)):
-        ids[q], reps = encode_answers(per_q, ex)
-        table.append([ex.equivalent(raw, gold) for raw in reps])
-    correct = np.zeros((len(answers), max(1, max(len(r) for r in table))), bool)
-    for q, r in enumerate(table): correct[q, :len(r)] = r
-    return cls(ids, correct, models, qids=qids, subjects=subjects, name=name)
-
-# %% ../nbs/05_voting.ipynb #c0eb8fbc
-@patch
-def save(self:SampleSet, path, force:bool=False) -> Path:
-    "Write the set to one `.npz` file (atomic; refuses to overwrite unless `force`)."
-    meta = json.dumps(dict(models=self.models, name=self.name, format=1))
-    arrays = dict(answers=self.answers, correct=self.correct_table, present=self.present, qids=self.qids.astype(str), meta=np.array(meta))
-    if self.subjects is not None: arrays['subjects'] = self.subjects
-    if self.logprobs is not None: arrays['logprobs'] = self.logprobs
-    with atomic_write(path, 'wb', force=force) as f: np.savez_compressed(f, **arrays)
-    return Path(path)
-
-@patch(cls_method=True)
-def load(cls:SampleSet, path) -> SampleSet:
-    "Read a set written by `SampleSet.save`."
-    path = Path(path)
-    if not path.is_file(): raise DataNotFoundError(f"{path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as z: d = {k: z[k] for k in z.files}
-        meta = json.loads(str(d['meta']))
-        models = meta['models']
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise DataFormatError(f"not a SampleSet .npz file ({type(e).__name__}: {e})", path) from None
-    try: return cls(d['answers'], d['correct'], models, qids=d['qids'], subjects=d.get('subjects'),
-                    present=d['present'], logprobs=d.get('logprobs'), name=meta.get('name', path.stem))
-    except (MixExpertsError, KeyError) as e: raise DataFormatError(f"malformed SampleSet: {e}", path) from None
-
-# %% ../nbs/05_voting.ipynb #15f57c07
-def mux_one(answers:list, # per model, its k extracted answers (str or None)
-            models:list, # model names, in priority order for `model_order`
-            kind:str='free_text', # extractor that normalises the answers
-            priority=None, # tie-break priority per model (e.g. validation accuracies); default: model order
-            confidence:str='consistency', # a name in CONFIDENCE
-            rng=None, # seed or Generator for within-model ties
-            logprobs=None, # per model, per sample aggregated log-probabilities (for confidence='logprob')
-            tie_vote:float|None=None, # a power γ: tied models vote, weighted by priority ** γ (priority = accuracies)
-            **options, # extractor options, e.g. n_choices=4
-           ) -> dict:
-    "The MUX decision for one question: winning model, final answer, and each model's score and answer."
-    if len(answers) != len(models): raise MixExpertsError(f"{len(answers)} answer lists for {len(models)} models")
-    _model_index(models, models)
-    if len({len(a) for a in answers}) > 1: raise MixExpertsError(f"models returned different numbers of samples: {[len(a) for a in answers]}")
-    ex = get_extractor(kind, **options)
-    ids, reps = encode_answers(answers, ex)
-    t = tally(ids[None], max(len(reps), 1), rng)
-    extra = {} if logprobs is None else {'logprobs': np.asarray(logprobs, np.float64)[None]}
-    score, ans = get_confidence(confidence).score(t, **extra)
-    if tie_vote is not None and priority is None: raise MixExpertsError("tie_vote weighs models by their priority (accuracy): give priority")
-    pr = -np.arange(len(models)) if priority is None else priority
-    w = int(vote_among_tied(score, ans, pr, tie_vote)[0])
-    pick = lambda i: reps[i] if i >= 0 else None
-    return dict(model=models[w] if w >= 0 else None, answer=pick(int(ans[0, w])) if w >= 0 else None,
-                scores=dict(zip(models, score[0].tolist())), answers=dict(zip(models, [pick(int(i)) for i in ans[0]])))
-
-# %% ../nbs/05_voting.ipynb #894b89fd
-def split_validation(n:int, # number of questions
-                     groups=None, # optional group per question (e.g. subject): split each group separately
-                     frac:float=0.5, # share of questions in the validation half
-                     seed=0, # seed or Generator
-                    ) -> np.ndarray:
-    "Boolean mask of validation questions (the rest is the test half)."
-    if not 0 <= frac < 1: raise MixExpertsError(f"validation fraction must be in [0, 1), got {frac}")
-    rng = as_rng(seed)
-    val = np.zeros(n, bool)
-    groups = np.zeros(n, int) if groups is None else np.asarray(groups)
-    if len(groups) != n: raise MixExpertsError(f"{len(groups)} groups for {n} questions")
-    for g in np.unique(groups):
-        idx = rng.permutation(np.flatnonzero(groups == g))
-        val[idx[:int(round(frac * len(idx)))]] = True
-    return val
 
 # %% ../nbs/05_voting.ipynb #d85f818e
 def tie_priority(tie_breaker:str, # one of TIE_BREAKERS
@@ -503,599 +231,138 @@ def check_tie_vote(tie_vote, # None, 'auto', or a power (number or numeric strin
     if not g > 0: raise MixExpertsError(f"tie_vote must be a power > 0, inf or 'auto', got {tie_vote!r}")
     return None if g == np.inf else g  # ∞ is the plain tie-break
 
-# %% ../nbs/05_voting.ipynb #e8eecb67
-def seed_streams(seed) -> dict:
-    "The independent random streams of a simulation, all from its one seed."
-    return dict(zip(('draw', 'tally', 'split', 'ties', 'pooled', 'budget'), np.random.SeedSequence(seed).spawn(6)))
+# %% ../nbs/05_voting.ipynb #15f57c07
+def model_index(names:list, models) -> np.ndarray:
+    "Positions of `models` (names, all if None) in `names`; unknown or duplicate names are errors."
+    if models is None: return np.arange(len(names))
+    models = list(models)
+    if len(set(models)) != len(models):
+        raise MixExpertsError(f"duplicate model names: {sorted(m for m, c in Counter(models).items() if c > 1)}")
+    unknown = [m for m in models if m not in names]
+    if unknown: raise MixExpertsError(f"unknown model(s) {unknown}; known: {list(names)}")
+    if not models: raise MixExpertsError("no models selected")
+    return np.array([list(names).index(m) for m in models])
 
-class MuxSimulation:
-    "SLM-MUX replayed offline: sampled answers per trial, per-model confidence, selection, baselines."
-    def __init__(self, source, # a `ChoiceSource` or `SampleSet`
-                 k:int=5, # samples per model per question
-                 trials:int=10, # independent repetitions
-                 seed:int=0, # the one seed of the run
-                 confidence:str='consistency', # a name in CONFIDENCE
-                 tie_breaker:str='validation_accuracy', # a name in TIE_BREAKERS
-                 validation=0.5, # share of questions for validation, or a boolean mask
-                 stratify:bool=True, # split each subject separately when the source has subjects
-                 tie_vote=None, # None: the tie-breaker alone; a power γ: tied models vote, weighted by accuracy ** γ; 'auto': γ from TIE_VOTE_GRID, on validation
-                 **confidence_options, # e.g. denominator='nonempty'
+
+def encode_answers(answers:list, # per model, its extracted answers (str or None) for one question
+                   ex, # an `Extractor`
+                  ) -> tuple:
+    "`(ids [M, S] int32, representatives)`: equal normal forms share an id; -1 where nothing was extracted."
+    ids = np.full((len(answers), max((len(a) for a in answers), default=0)), -1, np.int32)
+    seen = {}  # normal form -> id
+    reps = []
+    for m, per_m in enumerate(answers):
+        for j, raw in enumerate(per_m):
+            key = ex.normalize(raw)
+            if key is None: continue
+            if key not in seen: seen[key] = len(reps); reps.append(raw)
+            ids[m, j] = seen[key]
+    return ids, reps
+
+# %% ../nbs/05_voting.ipynb #d8504acf
+def mux_one(answers:list, # per model, its k extracted answers (str or None)
+            models:list, # model names, in priority order for `model_order`
+            kind:str='free_text', # extractor that normalises the answers
+            priority=None, # tie-break priority per model (e.g. validation accuracies); default: model order
+            confidence:str='consistency', # a name in CONFIDENCE
+            rng=None, # seed or Generator for within-model ties
+            logprobs=None, # per model, per sample aggregated log-probabilities (for confidence='logprob')
+            tie_vote:float|None=None, # a power γ: tied models vote, weighted by priority ** γ (priority = accuracies)
+            **options, # extractor options, e.g. n_choices=4
+           ) -> dict:
+    "The MUX decision for one question: winning model, final answer, and each model's score and answer."
+    if len(answers) != len(models): raise MixExpertsError(f"{len(answers)} answer lists for {len(models)} models")
+    model_index(models, models)
+    if len({len(a) for a in answers}) > 1: raise MixExpertsError(f"models returned different numbers of samples: {[len(a) for a in answers]}")
+    ex = get_extractor(kind, **options)
+    ids, reps = encode_answers(answers, ex)
+    t = tally(ids[None], max(len(reps), 1), rng)
+    extra = {} if logprobs is None else {'logprobs': np.asarray(logprobs, np.float64)[None]}
+    score, ans = get_confidence(confidence).score(t, **extra)
+    if tie_vote is not None and priority is None: raise MixExpertsError("tie_vote weighs models by their priority (accuracy): give priority")
+    pr = -np.arange(len(models)) if priority is None else priority
+    w = int(vote_among_tied(score, ans, pr, tie_vote)[0])
+    pick = lambda i: reps[i] if i >= 0 else None
+    return dict(model=models[w] if w >= 0 else None, answer=pick(int(ans[0, w])) if w >= 0 else None,
+                scores=dict(zip(models, score[0].tolist())), answers=dict(zip(models, [pick(int(i)) for i in ans[0]])))
+
+# %% ../nbs/05_voting.ipynb #894b89fd
+def largest_cluster(sim:np.ndarray, # [n, n] cosine similarities of the non-empty responses
+                    threshold:float=0.9, # two responses are alike at or above this
+                   ) -> tuple:
+    "`(size, centre)`: the response with the most alike responses (itself included), more total similarity on ties."
+    alike = sim >= threshold
+    np.fill_diagonal(alike, True)
+    size = alike.sum(1)
+    centrality = sim.sum(1)  # total similarity to all responses
+    best = int(np.lexsort((-np.arange(len(size)), centrality, size))[-1])
+    return int(size[best]), best
+
+# %% ../nbs/05_voting.ipynb #b6ee17e5
+@CONFIDENCE.register('embedding')
+class EmbeddingConfidence(Confidence):
+    "Share of a model's k raw responses in the largest cluster of alike embeddings (cosine >= threshold)."
+    needs = ('responses',)
+    def __init__(self, threshold:float=0.9, # cosine similarity at which two responses are alike
+                 model:str='all-minilm-l6-v2', # the sentence encoder
                 ):
-        if isinstance(source, ResultsMatrix): source = choice_source(source, None, validation, seed, stratify)  # the benchmark's default temperature
-        if not (isinstance(k, (int, np.integer)) and k >= 1): raise MixExpertsError(f"k must be an int >= 1, got {k!r}")
-        if not (isinstance(trials, (int, np.integer)) and trials >= 1): raise MixExpertsError(f"trials must be an int >= 1, got {trials!r}")
-        if tie_breaker not in TIE_BREAKERS: raise MixExpertsError(f"unknown tie_breaker {tie_breaker!r}; choose from {TIE_BREAKERS}")
-        self.source, self.k, self.trials, self.seed, self.tie_breaker = source, int(k), int(trials), seed, tie_breaker
-        self.tie_vote, self._vote_powers = check_tie_vote(tie_vote, tie_breaker), {}
-        self.confidence = get_confidence(confidence, **confidence_options)
-        lacking = sorted(set(self.confidence.needs) - set(OFFLINE_INPUTS))
-        if lacking: raise MixExpertsError(f"confidence {self.confidence.name!r} needs {', '.join(lacking)}, which an offline simulation "
-                                          f"does not have; offline: {', '.join(offline_confidences())} (run it live with `mux run`)")
-        self._seeds = seed_streams(seed)
-        Q = source.n_questions
-        if isinstance(validation, (float, int)) and not isinstance(validation, bool):
-            groups = source.subjects if stratify else None
-            self.val = split_validation(Q, groups, float(validation), np.random.default_rng(self._seeds['split']))
-        else:
-            self.val = np.asarray(validation, bool)
-            if self.val.shape != (Q,): raise MixExpertsError(f"validation mask has shape {self.val.shape}, expected ({Q},)")
-        self.test = ~self.val
-        samples, extra = source.draw(self.k, self.trials, np.random.default_rng(self._seeds['draw']),
-                                     logprobs='logprobs' in self.confidence.needs)
-        self.tally = tally(samples, source.n_answers, np.random.default_rng(self._seeds['tally']))
-        score, answer = self.confidence.score(self.tally, **extra)
-        present = source.present[None]
-        self.score = np.where(present, quantise(score), -np.inf)
-        self.answer = np.where(present, answer, -1).astype(np.int16)
-        ct = source.correct_table
-        self.answer_correct = (self.answer >= 0) & ct[np.arange(Q)[None, :, None], np.maximum(self.answer, 0)]
-        self.n_correct_samples = (self.tally.counts * ct[None, :, None, :]).sum(-1, dtype=np.int16)
-        self.val_accuracy, self.subject_accuracy = self._validation_accuracies()
-        self.priority = self._priority()
+        if not -1 <= threshold <= 1: raise MixExpertsError(f"threshold must be a cosine in [-1, 1], got {threshold}")
+        self.threshold, self.model = threshold, model
 
-    models = property(lambda self: self.source.models)
-    n_models = property(lambda self: len(self.source.models))
-    def __repr__(self):
-        return (f"MuxSimulation({self.source!r}, k={self.k}, trials={self.trials}, {self.confidence.name}, "
-                f"tie-break {self.tie_breaker}{'' if self.tie_vote is None else f' + vote ({self.tie_vote})'}, {self.val.sum()} validation / {self.test.sum()} test questions)")
+    def score(self, t, responses=None, **extra):
+        if responses is None: raise MixExpertsError("confidence 'embedding' needs the raw responses (responses=)")
+        R = np.empty(t.samples.shape, object)
+        try: R[...] = np.asarray(responses, object).reshape(t.samples.shape)
+        except ValueError: raise MixExpertsError(f"responses must match the samples' shape {t.samples.shape}") from None
+        rows, ids = R.reshape(-1, t.k), t.samples.reshape(-1, t.k)
+        keep = [[j for j, r in enumerate(row) if isinstance(r, str) and r.strip()] for row in rows]
+        flat = [rows[i][j] for i, js in enumerate(keep) for j in js]
+        E = get_encoder(self.model).encode(flat) if flat else np.zeros((0, 1), np.float32)
+        scores, answers, at = np.zeros(len(rows)), np.full(len(rows), -1, np.int16), 0
+        for i, js in enumerate(keep):
+            if not js: continue
+            e = E[at:at + len(js)]; at += len(js)
+            sim = e @ e.T
+            size, c = largest_cluster(sim, self.threshold)
+            scores[i] = size / t.k
+            own = ids[i, js[c]]
+            members = [ids[i, js[j]] for j in np.flatnonzero(sim[c] >= self.threshold) if ids[i, js[j]] >= 0]
+            answers[i] = own if own >= 0 else (Counter(members).most_common(1)[0][0] if members else -1)
+        return scores.reshape(t.samples.shape[:-1]), answers.reshape(t.samples.shape[:-1])
 
-# %% ../nbs/05_voting.ipynb #3d94e1b7
-@patch
-def _validation_accuracies(self:MuxSimulation) -> tuple:
-    "`([M] overall, [Q, M] on each question's subject)` validation accuracies of each model's own answer."
-    seen = self.source.present & self.val[:, None]  # [Q, M]
-    hits = self.answer_correct.sum(0, dtype=np.int64)  # [Q, M], summed over trials
-    n = seen.sum(0)
-    with np.errstate(invalid='ignore', divide='ignore'):
-        overall = np.where(n > 0, (hits * seen).sum(0) / (n * self.trials), np.nan)
-    if self.source.subjects is None: return overall, np.broadcast_to(overall, seen.shape)
-    subj, inv = np.unique(self.source.subjects, return_inverse=True)
-    h, c = np.zeros((len(subj), self.n_models)), np.zeros((len(subj), self.n_models))
-    np.add.at(h, inv, hits * seen); np.add.at(c, inv, seen)
-    with np.errstate(invalid='ignore', divide='ignore'): per = np.where(c > 0, h / (c * self.trials), overall[None])
-    return overall, per[inv]
+# %% ../nbs/05_voting.ipynb #c1b95a6c
+class BoundConfidence(Confidence):
+    "A confidence method with its per-question inputs (responses, verbalised scores) attached, for `mux_one`."
+    def __init__(self, conf:Confidence, **extra): self.conf, self.extra, self.name, self.needs = conf, extra, conf.name, ()
+    def score(self, t, **kw): return self.conf.score(t, **self.extra, **kw)
 
-@patch
-def _priority(self:MuxSimulation) -> np.ndarray:
-    if self.tie_breaker in ('validation_accuracy', 'subject_accuracy'):
-        missing = [m for m, a in zip(self.models, self.val_accuracy) if np.isnan(a)]
-        if missing: raise MixExpertsError(f"model(s) {missing} have no validation questions, so tie_breaker="
-                                          f"{self.tie_breaker!r} has no accuracy for them; use tie_breaker='model_order'")
-    shape = self.score.shape
-    return tie_priority(self.tie_breaker, shape, self.val_accuracy, self.subject_accuracy,
-                        np.random.default_rng(self._seeds['ties']))
+# %% ../nbs/05_voting.ipynb #1fb8678b
+_NUM = r'(\d{1,3}(?:\.\d+)?)'
+_CONF_PATTERNS = [re.compile(_NUM + r'\s*(?:%|percent\b|/\s*100\b|out\s+of\s+100\b)', re.I),
+                  re.compile(r'confiden\w*\D{0,20}?' + _NUM, re.I),
+                  re.compile(r'(?<![\d./])' + _NUM + r'(?!\d|\.\d|\s*/\s*\d)')]  # a lone number, not part of a fraction
 
-# %% ../nbs/05_voting.ipynb #fc15c304
-@patch
-def mux(self:MuxSimulation, models=None) -> tuple:
-    "`(winner [T, Q] model index or -1, correct [T, Q])` of the MUX rule over `models` (default: all)."
-    idx = _model_index(self.models, models)
-    return self._decide(idx, self.vote_power(models))
+def parse_confidence(text) -> float|None:
+    "A verbalised confidence in [0, 1] from a reply (None: no number in 0–100)."
+    if not isinstance(text, str): return None
+    for i, pat in enumerate(_CONF_PATTERNS):
+        for m in pat.finditer(text):
+            v = float(m.group(1))
+            if i == 2 and v <= 1 and '.' in m.group(1): v *= 100  # "0.85"
+            if 0 <= v <= 100: return v / 100
+    return None
 
-@patch
-def _decide(self:MuxSimulation, idx:np.ndarray, power:float|None) -> tuple:
-    pr = self.priority[idx] if self.priority.ndim == 1 else np.broadcast_to(self.priority, self.score.shape)[..., idx]
-    w = vote_among_tied(self.score[..., idx], self.answer[..., idx], pr, power)
-    ok = np.take_along_axis(self.answer_correct[..., idx], np.maximum(w, 0)[..., None], -1)[..., 0] & (w >= 0)
-    return np.where(w >= 0, idx[np.maximum(w, 0)], -1), ok
-
-@patch
-def vote_power(self:MuxSimulation, models=None) -> float|None:
-    "The tie-vote power over `models`: None (no vote), as given, or for 'auto' the TIE_VOTE_GRID value best on validation (∞ → None)."
-    if self.tie_vote != 'auto': return self.tie_vote
-    idx = _model_index(self.models, models)
-    key = tuple(idx.tolist())
-    if key not in self._vote_powers:
-        acc = [self.rate(self._decide(idx, g)[1], 'validation').mean() for g in TIE_VOTE_GRID]
-        g = float(TIE_VOTE_GRID[int(np.argmax(acc))])  # first best: ∞ (no vote) wins ties
-        self._vote_powers[key] = None if g == np.inf else g
-    return self._vote_powers[key]
-
-@patch
-def best_model(self:MuxSimulation, models=None) -> str:
-    "The model with the highest validation accuracy (first on ties)."
-    idx = _model_index(self.models, models)
-    acc = self.val_accuracy[idx]
-    if np.isnan(acc).all(): raise MixExpertsError("no model has validation questions")
-    return self.models[idx[np.nanargmax(acc)]]
-
-@patch
-def _correct_of(self:MuxSimulation, answers) -> np.ndarray:
-    "Correctness of answer ids [T, Q] (-1 = wrong)."
-    ct = self.source.correct_table
-    return (answers >= 0) & ct[np.arange(ct.shape[0])[None], np.maximum(answers, 0)]
-
-@patch
-def pooled_vote(self:MuxSimulation, models=None) -> np.ndarray:
-    "[T, Q] correctness of one majority vote over all models' samples (seeded ties)."
-    idx = _model_index(self.models, models)
-    counts = self.tally.counts[:, :, idx].sum(2, dtype=np.int32)
-    jit = np.random.default_rng(self._seeds['pooled']).random(counts.shape, dtype=np.float32)
-    best = np.argmax(counts + jit, -1)
-    has = np.take_along_axis(counts, best[..., None], -1)[..., 0] > 0
-    return self._correct_of(np.where(has, best, -1))
-
-@patch
-def self_consistency(self:MuxSimulation, model:str, budget:int) -> np.ndarray|None:
-    "[T, Q] correctness of `model`'s majority over `budget` samples, or None if the source has fewer."
-    if budget > getattr(self.source, 'n_samples', budget): return None  # collected sets hold only so many
-    rng = np.random.default_rng(self._seeds['budget'])
-    samples, _ = self.source.draw(budget, self.trials, rng, models=[model])
-    return self._correct_of(tally(samples, self.source.n_answers, rng).answer[..., 0])
-
-# %% ../nbs/05_voting.ipynb #f4fb6aa2
-@patch
-def rate(self:MuxSimulation, correct, rows:str='test') -> np.ndarray:
-    "Per-trial accuracy `[T]` of a `[T, Q]` (or `[Q]`) correctness array on the 'validation' or 'test' half."
-    mask = {'validation': self.val, 'test': self.test}[rows]
-    if not mask.any(): return np.full(self.trials, np.nan)
-    c = np.broadcast_to(np.asarray(correct, np.float64), (self.trials, len(mask)))
-    return c[:, mask].mean(1)
-
-@patch
-def outcomes(self:MuxSimulation, models=None) -> dict:
-    "Correctness arrays `[T, Q]` of the MUX and every baseline over `models`."
-    idx = _model_index(self.models, models)
-    names = [self.models[i] for i in idx]
-    best = self.best_model(names)
-    b = self.models.index(best)
-    one = self._correct_of(self.tally.samples[..., b, 0].astype(np.int16))
-    out = {'MUX': self.mux(names)[1], 'best single (majority@k)': self.answer_correct[..., b],
-           'best single (1 sample)': one}
-    if hasattr(self.source, 'greedy_correct'): out['best single (greedy)'] = self.source.greedy_correct[:, b]
-    sc = self.self_consistency(best, self.k * len(idx))
-    if sc is not None: out['best single + self-consistency (k·n)'] = sc
-    out.update({'pooled majority vote': self.pooled_vote(names),
-                'mean single (majority@k)': self.answer_correct[..., idx].mean(-1),
-                "oracle (any model's answer)": self.answer_correct[..., idx].any(-1),
-                'oracle (any sample)': (self.n_correct_samples[..., idx] > 0).any(-1)})
-    return out
-
-@patch
-def report(self:MuxSimulation, models=None) -> pd.DataFrame:
-    "Accuracy of the MUX and the baselines: validation mean, test mean and test std over trials."
-    rows = {}
-    for name, c in self.outcomes(models).items():
-        v, t = self.rate(c, 'validation'), self.rate(c, 'test')
-        rows[name] = dict(validation=v.mean(), test=t.mean(), test_std=t.std())
-    df = pd.DataFrame(rows).T
-    df.attrs.update(best_single=self.best_model(models), k=self.k, trials=self.trials, n_models=len(_model_index(self.models, models)))
-    return df
-
-# %% ../nbs/05_voting.ipynb #e99c977a
-@patch
-def with_tie_breaker(self:MuxSimulation, tie_breaker:str, tie_vote=None) -> MuxSimulation:
-    "The same samples and scores under another tie-breaker and tie vote (a shallow copy; `tie_vote=None`: no vote)."
-    if tie_breaker not in TIE_BREAKERS: raise MixExpertsError(f"unknown tie_breaker {tie_breaker!r}; choose from {TIE_BREAKERS}")
-    new = copy.copy(self)
-    new.tie_breaker, new.tie_vote, new._vote_powers = tie_breaker, check_tie_vote(tie_vote, tie_breaker), {}
-    new.priority = new._priority()
-    return new
-
-# %% ../nbs/05_voting.ipynb #efb87b19
-def validation_mask(source, # a `ChoiceSource`, `SampleSet` or `ResultsMatrix`
-                    validation=0.5, # share of questions for validation, or a boolean mask
-                    seed=0, # the simulation's seed
-                    stratify:bool=True, # split each subject separately when there are subjects
-                   ) -> np.ndarray:
-    "The validation half a `MuxSimulation` with these settings uses (boolean mask over the questions)."
-    if isinstance(source, ResultsMatrix):
-        n, subjects = source.n_questions, source.questions['subject'].astype(str).to_numpy() if 'subject' in source.questions else None
-    else: n, subjects = source.n_questions, source.subjects
-    if not isinstance(validation, (float, int)) or isinstance(validation, bool):
-        val = np.asarray(validation, bool)
-        if val.shape != (n,): raise MixExpertsError(f"validation mask has shape {val.shape}, expected ({n},)")
-        return val
-    return split_validation(n, subjects if stratify else None, float(validation), np.random.default_rng(seed_streams(seed)['split']))
-
-def default_temperature(rm:ResultsMatrix):
-    "1.0 where the option scores are log-likelihoods; 'auto' where some task scores options per character (`acc_norm`)."
-    return 'auto' if any(m == 'acc_norm' for m in (rm.meta.get('metrics') or {}).values()) else 1.0
-
-def gold_nll(scores:np.ndarray, # [Q, M, C] option scores (`ResultsMatrix.option_scores`), NaN-padded
-             gold:np.ndarray, # [Q] gold option index (-1: unknown)
-             temperature, # a number or [M]
-            ) -> np.ndarray:
-    "`[M]` mean −log p(gold option) per model under softmax(scores / T), over the questions with a gold answer."
-    s, g = scores, np.asarray(gold)
-    x = np.where(np.isnan(s), -np.inf, s / np.broadcast_to(np.asarray(temperature, np.float64), (s.shape[1],))[None, :, None])
-    mx = x.max(-1, keepdims=True)
-    ok = np.isfinite(mx[..., 0]) & (g[:, None] >= 0)
-    m0 = np.where(np.isfinite(mx), mx, 0)
-    lse = np.log(np.exp(x - m0).sum(-1)) + m0[..., 0]
-    gold = np.take_along_axis(x, np.clip(g, 0, None)[:, None, None].repeat(x.shape[1], 1), -1)[..., 0]
-    with np.errstate(invalid='ignore'): return np.where(ok, lse - gold, 0).sum(0) / ok.sum(0)
-
-def auto_temperature(rm:ResultsMatrix, # the multiple-choice results
-                     validation=0.5, seed=0, stratify:bool=True, # the simulation's split (see `validation_mask`)
-                     bounds=(0.002, 50.0), # the range searched
-                    ) -> tuple:
-    "`({model: T}, table)`: per-model temperature scaling on the validation half (each T minimises that model's gold NLL)."
-    from scipy.optimize import minimize_scalar
-    val = validation_mask(rm, validation, seed, stratify)
-    if not val.any(): raise MixExpertsError("temperature 'auto' needs a validation half (validation > 0); "
-                                            "with no validation half give a temperature (temperature=, --temperature T)")
-    scores, gold = rm.option_scores()[val], rm.questions['gold'].to_numpy()[val]
-    rows = []
-    for j, m in enumerate(rm.models):
-        one = scores[:, j:j + 1]
-        at_1 = float(gold_nll(one, gold, 1.0)[0])
-        if not np.isfinite(at_1): raise MixExpertsError(f"model {m!r} answers no validation question with a gold option")
-        r = minimize_scalar(lambda lt: gold_nll(one, gold, float(np.exp(lt)))[0], bounds=tuple(np.log(bounds)), method='bounded',
-                            options=dict(xatol=1e-4))
-        rows.append(dict(model=m, temperature=float(np.exp(r.x)), validation_nll=float(r.fun), nll_at_1=at_1))
-    table = pd.DataFrame(rows).set_index('model')
-    table.attrs['n_validation'] = int(val.sum())
-    return table['temperature'].to_dict(), table
-
-def choice_source(rm:ResultsMatrix, # multiple-choice results
-                  temperature=None, # None: `default_temperature`; a number, {model: T}, or 'auto'
-                  validation=0.5, seed=0, stratify:bool=True, # the simulation's split, for 'auto'
-                 ) -> ChoiceSource:
-    "A `ChoiceSource` at the benchmark's default temperature, or the one given ('auto': per-model temperature scaling on validation)."
-    T = default_temperature(rm) if temperature is None else temperature
-    if isinstance(T, str):
-        if T != 'auto': raise MixExpertsError(f"temperature must be a number > 0, one per model, or 'auto', got {T!r}")
-        T, _ = auto_temperature(rm, validation, seed, stratify)
-    return ChoiceSource(rm, T)
-
-# %% ../nbs/05_voting.ipynb #cf1f4205
-def _pack(bits:np.ndarray) -> np.ndarray:
-    "Pack a bool array [N, ...] along N into uint64 words [..., W]."
-    b = np.packbits(bits, axis=0, bitorder='little')
-    b = np.moveaxis(b, 0, -1)
-    pad = (-b.shape[-1]) % 8
-    if pad: b = np.concatenate([b, np.zeros(b.shape[:-1] + (pad,), np.uint8)], -1)
-    return np.ascontiguousarray(b).view(np.uint64)
-
-def _popcount(words:np.ndarray) -> np.ndarray:
-    return np.bitwise_count(words).sum(-1, dtype=np.int64)
-
-def _knowledge(sim:MuxSimulation) -> tuple:
-    "`(right samples, confidently wrong)` per (question, model) — over every collected sample of a `SampleSet` ([Q, M]), else per trial ([T, Q, M])."
-    src = sim.source
-    if isinstance(src, SampleSet):
-        a = src.answers
-        right = ((a >= 0) & np.take_along_axis(src.correct_table, np.maximum(a, 0).reshape(len(a), -1), 1).reshape(a.shape)).sum(-1) * src.present
-        same, n = (a == a[..., :1]).all(-1), a.shape[-1]
-    else:
-        right, a = sim.n_correct_samples, sim.tally.samples
-        same, n = (a == a[..., :1]).all(-1), sim.k
-    return right, same & (n > 1) & (right == 0) & src.present   # all-empty sets are identical too
-
-class SubsetBits:
-    "Validation rows of a simulation packed into bitsets, for scoring many model subsets quickly."
-    def __init__(self, sim:MuxSimulation, rows:str='validation', robust_level:int=2):
-        mask = {'validation': sim.val, 'test': sim.test}[rows]
-        if not mask.any(): raise MixExpertsError(f"the {rows} half is empty: nothing to search on")
-        M = sim.n_models
-        s = sim.score[:, mask].reshape(-1, M)
-        p = np.broadcast_to(sim.priority, sim.score.shape)[:, mask].reshape(-1, M)
-        self.N = s.shape[0]
-        order = np.arange(M)
-        beats = np.empty((M, M, (self.N + 63) // 64), np.uint64)
-        for m in range(M):
-            eq = s[:, [m]] == s
-            b = (s[:, [m]] > s) | (eq & (p[:, [m]] > p)) | (eq & (p[:, [m]] == p) & (m < order)[None])
-            beats[m] = _pack(b & np.isfinite(s[:, [m]]))
-        self.beats = beats
-        self.correct = _pack(sim.answer_correct[:, mask].reshape(-1, M))  # [M, W]
-        ncs, cw = _knowledge(sim)
-        T = sim.trials
-        self.knows = _pack(np.broadcast_to(ncs >= robust_level, (T,) + ncs.shape[-2:])[:, mask].reshape(-1, M))
-        self.confidently_wrong = _pack(np.broadcast_to(cw, (T,) + cw.shape[-2:])[:, mask].reshape(-1, M))
-
-    def accuracy(self, S:np.ndarray) -> np.ndarray:
-        "MUX accuracy of each subset (rows of model indices `S [n, s]`)."
-        S = np.asarray(S); tot = np.zeros(len(S), np.int64)
-        for i in range(S.shape[1]):
-            acc = self.correct[S[:, i]].copy()
-            for j in range(S.shape[1]):
-                if j != i: acc &= self.beats[S[:, i], S[:, j]]
-            tot += _popcount(acc)
-        return tot / self.N
-
-    def confacc(self, S:np.ndarray, lam:float=0.5) -> tuple:
-        "`(objective, union_acc, contradiction)` of each subset: the paper's UnionAcc − λ·Contradiction."
-        S = np.asarray(S)
-        know = np.bitwise_or.reduce(self.knows[S], axis=1)
-        cw = np.bitwise_or.reduce(self.confidently_wrong[S], axis=1)
-        n_know = _popcount(know)
-        union = n_know / self.N
-        contra = np.where(n_know > 0, _popcount(know & cw) / np.maximum(n_know, 1), 0.0) * (S.shape[1] > 1)
-        return union - lam * contra, union, contra
-
-# %% ../nbs/05_voting.ipynb #7e92846d
-@dataclass
-class SubsetResult:
-    "The chosen subset, its validation numbers, and the best subset of every size."
-    models: list
-    objective: str
-    validation_accuracy: float
-    by_size: pd.DataFrame
-    seconds: float
-    n_evaluated: int
-
-def _enumerate(n:int, s:int) -> np.ndarray:
-    return np.array(list(itertools.combinations(range(n), s)), np.int64).reshape(-1, s)
-
-def _grow(prev:np.ndarray, n:int) -> np.ndarray:
-    "Every subset one model larger than a subset in `prev` (rows of sorted positions), without duplicates."
-    grown = {tuple(sorted((*p, m))) for p in prev.tolist() for m in range(n) if m not in p}
-    return np.array(sorted(grown), np.int64).reshape(-1, prev.shape[1] + 1)
-
-def search_subsets(sim:MuxSimulation, # a simulation (the search reads its validation half only)
-                   sizes:tuple=(2, 5), # smallest and largest subset size
-                   objective:str='accuracy', # 'accuracy' (MUX validation accuracy) or 'confacc' (paper)
-                   lam:float=0.5, # λ of the paper's objective
-                   robust_level:int=2, # samples that must be right for a model to "know" a question
-                   method:str='auto', # 'auto', 'exhaustive', 'beam' or 'greedy'
-                   beam_width:int=64, # subsets kept per size by the beam
-                   max_exhaustive:int=100_000, # 'auto' enumerates a size with at most this many subsets
-                   batch:int=64, # subsets scored per vectorised batch (small batches stay in cache)
-                   candidates=None, # only these models (default: all)
-                   include_full:bool=True, # also consider the whole pool, so the search never does worse than no search
-                  ) -> SubsetResult:
-    "The model subset that maximises the objective on the validation half, and the best per size."
-    if objective not in ('accuracy', 'confacc'): raise MixExpertsError(f"objective must be 'accuracy' or 'confacc', got {objective!r}")
-    if method not in ('auto', 'exhaustive', 'beam', 'greedy'): raise MixExpertsError(f"unknown search method {method!r}")
-    t0 = time.perf_counter()
-    pool = _model_index(sim.models, candidates)
-    n, (lo, hi) = len(pool), sizes
-    if not 1 <= lo <= hi: raise MixExpertsError(f"sizes must be 1 <= min <= max, got {sizes}")
-    if lo > n: raise MixExpertsError(f"subset size {lo} needs at least {lo} models, have {n}")
-    hi = min(hi, n)
-    bits = SubsetBits(sim, 'validation', robust_level)
-    width = 1 if method == 'greedy' else beam_width
-    enum = lambda s: method == 'exhaustive' or (method == 'auto' and math.comb(n, s) <= max_exhaustive)
-    rows, prev, n_eval = [], None, 0
-    for s in range(lo if enum(lo) else 1, hi + 1):
-        L = _enumerate(n, s) if enum(s) or prev is None else _grow(prev, n)  # positions within the pool
-        S = pool[L]
-        n_eval += len(S)
-        acc = np.concatenate([bits.accuracy(S[i:i + batch]) for i in range(0, len(S), batch)])
-        extra = {}
-        if objective == 'confacc':
-            key, u, c = (np.concatenate(x) for x in zip(*[bits.confacc(S[i:i + batch], lam) for i in range(0, len(S), batch)]))
-            extra = dict(union_acc=u, contradiction=c)
-        else: key = acc
-        members = sim.val_accuracy[S].mean(1)  # last resort among equal subsets: stronger members
-        order = np.lexsort((-members, -acc, -extra.get('union_acc', acc), -key))  # objective, union acc, accuracy
-        prev = L[order[:width]]
-        if s >= lo:
-            b = order[0]
-            rows.append(dict(size=s, models=[sim.models[i] for i in S[b]], objective=float(key[b]),
-                             validation_accuracy=float(acc[b]), n_subsets=len(S), **{k: float(v[b]) for k, v in extra.items()}))
-    if include_full and n > hi:
-        S = pool[None]
-        acc = bits.accuracy(S)
-        extra = dict(zip(('objective', 'union_acc', 'contradiction'), (float(x[0]) for x in bits.confacc(S, lam)))) \
-            if objective == 'confacc' else dict(objective=float(acc[0]))
-        rows.append(dict(size=n, models=[sim.models[i] for i in pool], validation_accuracy=float(acc[0]), n_subsets=1, **extra))
-        n_eval += 1
-    if sim.tie_vote is not None:  # the bitsets score the plain rule; the per-size winners are compared under the vote
-        for r in rows:
-            r['priority_rule_accuracy'] = r['validation_accuracy']
-            r['validation_accuracy'] = float(sim.rate(sim.mux(r['models'])[1], 'validation').mean())
-            r['tie_vote'] = sim.vote_power(r['models'])  # None: the plain rule won
-    by_size = pd.DataFrame(rows).set_index('size')
-    best = by_size['validation_accuracy'].idxmax()  # per-size winners compared by validation MUX accuracy (first = smallest on ties)
-    return SubsetResult(by_size.loc[best, 'models'], objective, float(by_size.loc[best, 'validation_accuracy']),
-                        by_size, time.perf_counter() - t0, n_eval)
-
-# %% ../nbs/05_voting.ipynb #53077821
-def mux_table(source, # a ChoiceSource, SampleSet or ResultsMatrix
-              ks=(1, 3, 5, 10), # samples per model
-              trials:int=10, seed:int=0,
-              tie_breakers=('validation_accuracy',), # MUX rows for each (same samples)
-              tie_vote=None, # also rows with this tie vote ('auto' or a power) for the accuracy tie-breakers
-              subset_search:bool=True, # add the MUX over the subset chosen on validation
-              search_options:dict|None=None, # passed to `search_subsets`
-              **sim_options, # passed to `MuxSimulation` (confidence=, validation=, ...)
-             ) -> pd.DataFrame:
-    "Test accuracy (mean, std over trials) of the MUX and the baselines for each k."
-    rows = []
-    for k in ks:
-        base = MuxSimulation(source, k=k, trials=trials, seed=seed, tie_breaker=tie_breakers[0], **sim_options)
-        variants = [(tb, v) for tb in tie_breakers
-                    for v in ((None, tie_vote) if tie_vote is not None and tb in ('validation_accuracy', 'subject_accuracy') else (None,))]
-        for i, (tb, vote) in enumerate(variants):
-            sim = base.with_tie_breaker(tb, vote)
-            rep = sim.report() if i == 0 else None
-            name = tb if vote is None else f'{tb} + vote'
-            c = sim.mux()[1]
-            rows.append(dict(k=k, method=f'MUX ({name}, all models)', test=sim.rate(c).mean(), test_std=sim.rate(c).std(),
-                             validation=sim.rate(c, 'validation').mean(), tie_vote=sim.vote_power()))
-            if subset_search:
-                res = search_subsets(sim, **(search_options or {}))
-                c = sim.mux(res.models)[1]
-                rows.append(dict(k=k, method=f'MUX ({name}, subset search)', test=sim.rate(c).mean(), test_std=sim.rate(c).std(),
-                                 validation=res.validation_accuracy, subset=res.models, tie_vote=sim.vote_power(res.models)))
-            if rep is not None:
-                rows += [dict(k=k, method=m, test=r['test'], test_std=r['test_std'], validation=r['validation'])
-                         for m, r in rep.drop(index='MUX').iterrows()]
-    return pd.DataFrame(rows)
-
-def plot_mux_table(table:pd.DataFrame, ax=None, methods=None):
-    "Test accuracy against k for the MUX and baselines, with ±1 std bars over trials."
-    import matplotlib.pyplot as plt, seaborn as sns
-    if ax is None: _, ax = plt.subplots(figsize=(7, 4.5))
-    df = table if methods is None else table[table['method'].isin(methods)]
-    sns.lineplot(data=df, x='k', y='test', hue='method', style='method', markers=True, dashes=False, ax=ax)
-    for _, grp in df.groupby('method'):
-        ax.errorbar(grp['k'], grp['test'], yerr=grp['test_std'], fmt='none', ecolor='gray', alpha=0.5)
-    ax.set(xlabel='samples per model (k)', ylabel='test accuracy', xticks=sorted(df['k'].unique()))
-    ax.legend(fontsize=8, loc='best')
-    return ax
-
-# %% ../nbs/05_voting.ipynb #d9d4ebab
-def _mux_source(a, load):
-    for opt in ('models', 'exclude_models'):
-        names = getattr(a, opt) or []
-        if len(set(names)) != len(names):
-            raise MixExpertsError(f"duplicate model names in --{opt.replace('_', '-')}: {sorted(m for m, c in Counter(names).items() if c > 1)}")
-    if str(a.dir).endswith('.npz'):
-        ss = SampleSet.load(a.dir)
-        keep = [m for m in (a.models or ss.models) if m not in set(a.exclude_models or [])]
-        idx = _model_index(ss.models, keep)
-        return SampleSet(ss.answers[:, idx], ss.correct_table, keep, ss.qids, ss.subjects, ss.present[:, idx],
-                         None if ss.logprobs is None else ss.logprobs[:, idx], ss.name)
-    rm = load(a)
-    return choice_source(rm, a.temperature, a.validation, a.seed)
-
-def _sim_options(a) -> dict:
-    opts = {'denominator': a.denominator} if a.confidence == 'consistency' else {}
-    return dict(k=a.k, trials=a.trials, seed=a.seed, confidence=a.confidence, tie_breaker=a.tie_breaker,
-                validation=a.validation, tie_vote=a.tie_vote, **opts)
-
-def _mux_sim(a, load) -> MuxSimulation:
-    return MuxSimulation(_mux_source(a, load), **_sim_options(a))
-
-def _search(a, sim) -> SubsetResult:
-    return search_subsets(sim, sizes=(a.min_size, a.max_size), objective=a.objective, lam=a.lam,
-                          robust_level=a.robust_level, method=a.method)
-
-def mux_summary(sim:MuxSimulation, subset:SubsetResult|None=None, rep:pd.DataFrame|None=None) -> dict:
-    "The JSON-ready numbers of one simulation (test-half accuracies), over the searched subset if given."
-    if rep is None: rep = sim.report(subset.models if subset else None)
-    r = rep['test']
-    out = dict(accuracy=r['MUX'], accuracy_std=rep.loc['MUX', 'test_std'], validation_accuracy=rep.loc['MUX', 'validation'],
-               best_single_model=rep.attrs['best_single'], best_single_accuracy=r['best single (majority@k)'],
-               best_single_1sample_accuracy=r['best single (1 sample)'],
-               best_single_greedy_accuracy=r.get('best single (greedy)'),
-               self_consistency_accuracy=r.get('best single + self-consistency (k·n)'),
-               pooled_vote_accuracy=r['pooled majority vote'], mean_single_accuracy=r['mean single (majority@k)'],
-               oracle_accuracy=r["oracle (any model's answer)"], oracle_any_sample_accuracy=r['oracle (any sample)'],
-               n_questions=int(sim.source.n_questions), n_validation=int(sim.val.sum()), n_test=int(sim.test.sum()),
-               n_models=sim.n_models, k=sim.k, trials=sim.trials, seed=sim.seed, confidence=sim.confidence.name,
-               tie_breaker=sim.tie_breaker, tie_vote_power=sim.vote_power(subset.models if subset else None),
-               temperature=getattr(sim.source, 'temperature', None))
-    if subset:
-        out.update(subset=subset.models, subset_objective=subset.objective,
-                   subset_validation_accuracy=subset.validation_accuracy,
-                   all_models_accuracy=float(sim.rate(sim.mux()[1]).mean()))
-    return {k: (None if v is None else float(v) if isinstance(v, (np.floating, float)) else v) for k, v in out.items()}
-
-def _short(models:list, n:int=6) -> str:
-    return ', '.join(models) if len(models) <= n else f"all {len(models)} models" if len(models) > 20 else ', '.join(models[:n]) + f", … ({len(models)})"
-
-def cmd_mux_simulate(a, load):
-    "Simulate the MUX offline and print the test-half report (one JSON object with --json)."
-    t0 = time.perf_counter()
-    sim = _mux_sim(a, load)
-    res = _search(a, sim) if a.subset_search else None
-    rep = sim.report(res.models if res else None)
-    s = mux_summary(sim, res, rep)
-    s['seconds'] = round(time.perf_counter() - t0, 3)
-    if a.json: print(json.dumps(s)); return
-    print(f"{sim}\nbest single on validation: {rep.attrs['best_single']}")
-    if res: print(f"subset chosen on validation: {_short(res.models)}")
-    print(rep.round(4).to_string())
-    print(f"({s['seconds']} s)")
-
-def _json_value(v):
-    "A table cell as JSON allows it: numpy scalars unwrapped, NaN and ±∞ as null."
-    v = v.item() if hasattr(v, 'item') else v
-    return None if isinstance(v, float) and not math.isfinite(v) else v
-
-def cmd_mux_search(a, load):
-    "Search model subsets on the validation half; print the best per size and the chosen subset's test accuracy."
-    t0 = time.perf_counter()
-    sim = _mux_sim(a, load)
-    res = _search(a, sim)
-    test = sim.rate(sim.mux(res.models)[1])
-    by = res.by_size.reset_index()
-    out = dict(subset=res.models, objective=res.objective, validation_accuracy=res.validation_accuracy,
-               test_accuracy=float(test.mean()), test_accuracy_std=float(test.std()), n_evaluated=res.n_evaluated,
-               best_by_size={int(r['size']): {k: _json_value(v) for k, v in r.items() if k != 'size'}
-                             for _, r in by.iterrows()},
-               seconds=round(time.perf_counter() - t0, 3))
-    if a.json: print(json.dumps(out)); return
-    shown = res.by_size.assign(models=[_short(m) for m in res.by_size['models']])
-    print(shown.round(4).to_string())
-    print(f"chosen: {_short(res.models)}\nvalidation {res.validation_accuracy:.4f}, test {test.mean():.4f} ± {test.std():.4f} "
-          f"({res.n_evaluated} subsets, {out['seconds']} s)")
-
-def _tie_vote_arg(v:str):
-    if v == 'auto': return v
-    try: return float(v)
-    except ValueError: raise argparse.ArgumentTypeError(f"expected a power (number) or 'auto', got {v!r}") from None
-
-def _temperature_arg(v:str):
-    if v == 'auto': return v
-    try: t = float(v)
-    except ValueError: t = float('nan')
-    if not t > 0: raise argparse.ArgumentTypeError(f"expected a temperature > 0 or 'auto', got {v!r}")
-    return t
-
-def _offline_confidence_arg(v:str):
-    "A confidence an offline simulation can feed (it replays answer ids, with log-probabilities for choice sources)."
-    cls = confidence_class(v)
-    if cls is None: raise argparse.ArgumentTypeError(f"unknown confidence {v!r}; offline: {', '.join(offline_confidences())}")
-    lacking = sorted(set(cls.needs) - set(OFFLINE_INPUTS))
-    if lacking: raise argparse.ArgumentTypeError(f"confidence {v!r} needs {', '.join(lacking)}, which an offline simulation does not "
-                                                 f"have; offline: {', '.join(offline_confidences())} (run {v!r} live with `mux run`)")
-    return v
-
-def _add_sim_args(p):
-    p.add_argument('--k', type=int, default=5, help='samples per model per question')
-    p.add_argument('--trials', type=int, default=10, help='independent repetitions')
-    p.add_argument('--seed', type=int, default=0, help='the one seed of the run')
-    p.add_argument('--confidence', default='consistency', type=_offline_confidence_arg, metavar='|'.join(offline_confidences()),
-                   help='confidence method (those an offline simulation can feed)')
-    p.add_argument('--denominator', default='k', choices=('k', 'nonempty'), help="consistency share over k (paper) or non-empty votes (reference)")
-    p.add_argument('--tie-breaker', default='validation_accuracy', choices=TIE_BREAKERS, help='tie-break among equally confident models')
-    p.add_argument('--tie-vote', type=_tie_vote_arg, default=None, metavar='POWER|auto',
-                   help="tied models vote, weighted by accuracy ** POWER ('auto': chosen on validation); needs an accuracy tie-breaker")
-    p.add_argument('--validation', type=float, default=0.5, help='share of questions in the validation half')
-    p.add_argument('--temperature', type=_temperature_arg, default=None, metavar='T|auto',
-                   help="softmax temperature over the option scores (default: 1 on log-likelihood benchmarks, 'auto' on per-character ones)")
-    p.add_argument('--json', action='store_true', help='print one JSON object')
-
-def _add_search_args(p):
-    p.add_argument('--min-size', type=int, default=2, help='smallest subset')
-    p.add_argument('--max-size', type=int, default=5, help='largest subset')
-    p.add_argument('--objective', default='accuracy', choices=('accuracy', 'confacc'), help='validation MUX accuracy, or UnionAcc - λ·Contradiction')
-    p.add_argument('--lam', type=float, default=0.5, help='λ of the confacc objective')
-    p.add_argument('--robust-level', type=int, default=2, help='right samples needed to "know" a question (confacc)')
-    p.add_argument('--method', default='auto', choices=('auto', 'exhaustive', 'beam', 'greedy'), help='search strategy')
-
-def add_mux_commands(sub, # the `add_subparsers()` object of the main parser
-                     load_args=None, # adds the results-loading options to a parser (default: the `results` commands')
-                     load=None, # turns parsed options into a ResultsMatrix (default: the `results` commands')
-                    ):
-    "Register `mux simulate|search|run`."
-    if load_args is None or load is None:
-        from mixexperts import cli  # here, not at import time: cli imports this module to register the group
-        load_args, load = load_args or cli._add_load_args, load or cli._load
-    p = sub.add_parser('mux', help='SLM-MUX: offline simulate and subset search, live run')
-    ms = p.add_subparsers(dest='action', required=True, metavar='ACTION')
-    s = ms.add_parser('simulate', help='MUX and baselines on the test half, from lm-eval outputs or collected samples')
-    load_args(s); _add_sim_args(s); _add_search_args(s)
-    s.add_argument('--subset-search', action='store_true', help='choose the model subset on validation first')
-    s.set_defaults(func=lambda a: cmd_mux_simulate(a, load))
-    q = ms.add_parser('search', help='best model subsets on the validation half, scored on test')
-    load_args(q); _add_sim_args(q); _add_search_args(q)
-    q.set_defaults(func=lambda a: cmd_mux_search(a, load))
-    from mixexperts.mux_live import register_mux_run  # here: mux_live builds on this module
-    register_mux_run(ms)
+@CONFIDENCE.register('verbalized')
+class VerbalizedConfidence(Confidence):
+    "The model's own 0–100 rating of its first extractable answer, / 100 (no parsable rating: 0)."
+    needs = ('verbalized',)
+    def __init__(self, max_tokens:int=16, # tokens for the rating reply
+                ):
+        self.max_tokens = max_tokens
+    def score(self, t, verbalized=None, **extra):
+        if verbalized is None: raise MixExpertsError("confidence 'verbalized' needs the models' ratings (verbalized=)")
+        v = np.asarray(verbalized, np.float64).reshape(t.samples.shape[:-1])
+        has = t.samples >= 0
+        first = np.take_along_axis(t.samples, np.argmax(has, -1)[..., None], -1)[..., 0]
+        ok = has.any(-1)
+        return np.where(ok, np.clip(np.nan_to_num(v, nan=0.0), 0, 1), 0.0), np.where(ok, first, -1).astype(np.int16)

@@ -1,7 +1,8 @@
 """Registry and backend errors that need no model run: unknown names, missing packages, bad sampling arguments."""
 import pytest
 from mixexperts.core import MixExpertsError
-from mixexperts.backends import LOCAL_MODELS, ModelSpec, resolve_model, check_sampling
+from mixexperts.backends import check_sampling
+from mixexperts.models import LOCAL_MODELS, ModelSpec, resolve_model
 
 
 def test_unknown_model_lists_known_names():

@@ -30,7 +30,7 @@ def test_lm_eval_cli_evaluates_a_saved_router(tmp_path):
     "A router over two MMLU models, both mapped to the one SmolLM2: lm-eval scores it exactly as SmolLM2 alone."
     import numpy as np
     from mixexperts.core import data_path
-    from mixexperts.routing import get_router
+    from mixexperts.routers import get_router
     pool = ['Qwen__Qwen2.5-7B-Instruct', 'google__gemma-2-9b-it']
     rm = load_results(data_path('lm_eval', 'mmlu'), progress=False, models=pool)
     folder = get_router('knn', k=5, tau=0.0).fit(rm.subset(np.arange(60))).save(tmp_path / 'router')

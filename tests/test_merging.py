@@ -7,10 +7,11 @@ import torch
 import yaml
 
 from mixexperts.core import MixExpertsError, OutputExistsError, read_json, write_json
-from mixexperts.merging import (
-    ParamSet, LoraAdapter, TensorSpec, add_merge_commands, apply_delta, expert_checkpoints, lincomb, load_params,
-    make_experts, max_abs_diff, merge, merge_adapters, merge_checkpoints, merge_from_config, save_params, ties,
-    magnitude_mask, QUICK_EXPERTS, MERGE_METHODS, read_header, lora_key)
+from mixexperts.params import (
+    ParamSet, LoraAdapter, TensorSpec, apply_delta, lincomb, load_params, max_abs_diff, save_params, read_header, lora_key)
+from mixexperts.merging import merge, merge_adapters, merge_checkpoints, merge_from_config, ties, magnitude_mask, MERGE_METHODS
+from mixexperts.experts import expert_checkpoints, make_experts, QUICK_EXPERTS
+from mixexperts.commands.merge import add_merge_commands
 
 
 def ps(**tensors):
@@ -247,7 +248,7 @@ def test_merged_full_checkpoint_equals_base_plus_delta(experts):
     ck = expert_checkpoints({'mmlu': experts['mmlu']})['mmlu']
     a = LoraAdapter.load(experts['mmlu'])
     k = 'model.layers.2.mlp.up_proj.weight'
-    from mixexperts.backends import resolve_model
+    from mixexperts.models import resolve_model
     base = load_params(resolve_model('smollm2-135m-instruct'))
     assert torch.allclose(load_params(ck)[k], base[k] + a.delta()[k], atol=1e-6)
 
@@ -259,7 +260,7 @@ def test_cli_merge_command(small_models, tmp_path):
     cfg = tmp_path / 'cfg.yaml'
     cfg.write_text(yaml.safe_dump({'merge_method': 'ties', 'base_model': 'base', 'dtype': 'float32',
                                    'models': [{'model': n, 'parameters': {'weight': 1.0, 'density': 0.5}} for n in ('a', 'b', 'c')]}))
-    ap = argparse.ArgumentParser(); add_merge_commands(ap.add_subparsers(dest='command'))
+    ap = argparse.ArgumentParser(); add_merge_commands(ap.add_subparsers(dest='command').add_parser('merge'))
     args = ap.parse_args(['merge', str(cfg), '-o', str(tmp_path / 'out')])
     args.func(args)
     want = merge('ties', [load_params(p) for p in (a, b, c)], base=load_params(base), density=0.5)

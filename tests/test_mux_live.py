@@ -7,9 +7,10 @@ import yaml
 
 from mixexperts.backends import Backend, Completion
 from mixexperts.core import DataFormatError, MixExpertsError, OutputExistsError, write_json
-from mixexperts.voting import MuxSimulation, SampleSet
-from mixexperts.mux_live import (Item, MuxRun, MuxRunConfig, get_benchmark, load_backend, load_collected, parse_models,
-                                 load_mux_config, records_to_sampleset, select_questions)
+from mixexperts.mux_sim import MuxSimulation, SampleSet
+from mixexperts.tasks import Item, get_benchmark, select_questions
+from mixexperts.mux_live import (MuxRun, MuxRunConfig, load_backend, load_collected, parse_models, load_mux_config,
+                                 records_to_sampleset)
 
 SMOL = 'smollm2-135m-instruct'
 TINY = dict(benchmark='gsm8k', models=[SMOL], n_questions=3, k=2, max_tokens=6, temperature=0.7, tie_breaker='model_order',
@@ -168,6 +169,15 @@ def test_stop_after_then_resume_gives_the_same_records(done, tmp_path, smol):
     s = rest.run()
     assert (s['n_resumed'], s['n_generated'], rest.n_generate_calls) == (1, 2, 2)  # the half-done batch is asked again, whole
     assert (tmp_path / 'questions.jsonl').read_bytes() == (done[0] / 'questions.jsonl').read_bytes()
+
+
+def test_another_seed_samples_other_answers(tmp_path, smol):
+    "The counterpart of the byte-for-byte resume: a batch's samples come from the run's seed, so another seed differs."
+    texts = lambda calls: [c.text for m in calls for q in calls[m] for c in q['completions']]
+    items = get_benchmark('gsm8k').load()[:2]   # TINY asks the first questions (sample: first), whatever the seed
+    ask = lambda seed: texts(MuxRun(MuxRunConfig.from_dict({**TINY, 'seed': seed}), tmp_path / f's{seed}', backends={SMOL: smol})._ask(items, 'test', 0))
+    first = ask(0)
+    assert ask(0) == first and ask(1) != first
 
 
 def test_broken_record_in_the_middle_is_an_error(done, tmp_path):

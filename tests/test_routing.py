@@ -1,16 +1,14 @@
-"""Routing: the registry, bad input, save/load, no peeking at held-out questions, costs and curves, the pipeline, the CLI."""
-import argparse, contextlib, io, json, warnings
+"""Routers and their evaluation: the registry, bad input, save/load, no peeking at held-out questions, costs and curves, k-fold."""
+import json, warnings
 from pathlib import Path
 import numpy as np
 import pytest
 
-from mixexperts.backends import Backend, Completion
 from mixexperts.core import DataWarning, MixExpertsError, data_path
 from mixexperts.results import load_results
-from mixexperts.routing import (ROUTERS, CVResult, EmbeddingStore, RoutedBackend, Router, add_route_commands, aiq, apgr,
-                                check_texts, cost_curve, cpt, cross_validate, embed_texts, encoder_key, get_router,
-                                kfold_splits, model_costs, parse_size, pick, route_generate, routed_correct, router_names,
-                                two_model_curve, upper_hull)
+from mixexperts.embeddings import EmbeddingStore, check_texts, embed_texts, encoder_key
+from mixexperts.routers import ROUTERS, Router, cost_curve, get_router, model_costs, parse_size, pick, routed_correct
+from mixexperts.routing_eval import CVResult, aiq, apgr, cpt, cross_validate, kfold_splits, two_model_curve, upper_hull
 
 FAST = ['best_single', 'random', 'subject', 'subject_clf', 'query_label', 'knn', 'logistic', 'mlp', 'mf', 'tfidf', 'blend', 'cost_aware']
 QUICK = {'query_label': {'weight_decay': 1e-4, 'steps': 60}, 'knn': {'k': 10, 'tau': 0.0}, 'logistic': {'weight_decay': 1e-4, 'steps': 60},
@@ -41,8 +39,8 @@ def fitted(name, rm, rows):
 # --- registry and bad input ----------------------------------------------------------------------------------
 
 def test_registry_names_and_unknown_router():
-    assert set(FAST) <= set(ROUTERS) and {'oracle', 'orchestrator', 'mom'} <= set(router_names())
-    with pytest.raises(MixExpertsError, match="unknown router 'gpt-router'.*registered: best_single"): get_router('gpt-router')
+    assert set(FAST) <= set(ROUTERS) and {'oracle', 'orchestrator', 'mom'} <= set(ROUTERS.names())
+    with pytest.raises(MixExpertsError, match="unknown router 'gpt-router'; known: best_single"): get_router('gpt-router')
     with pytest.raises(MixExpertsError, match=r"no parameter\(s\) \['kk'\]"): get_router('knn', kk=3)
 
 
@@ -55,8 +53,8 @@ def test_bad_query_batches(texts, msg, mmlu_small, split):
 
 
 def test_empty_strings_never_reach_the_encoder(monkeypatch):
-    import mixexperts.routing as routing
-    monkeypatch.setattr(routing, 'TextEncoder', lambda *a, **k: pytest.fail('encoder built for a bad batch'))
+    import mixexperts.embeddings as embeddings
+    monkeypatch.setattr(embeddings, 'get_encoder', lambda *a, **k: pytest.fail('encoder built for a bad batch'))
     with pytest.raises(MixExpertsError, match='empty query text'): embed_texts(['a question', ''])
 
 
@@ -169,7 +167,7 @@ def test_pick_breaks_ties_by_training_accuracy(mmlu_small, split):
 
 def test_embeddings_match_sentence_transformers_and_cache(mmlu_small, tmp_path, monkeypatch):
     from sentence_transformers import SentenceTransformer
-    from mixexperts.backends import resolve_model
+    from mixexperts.models import resolve_model
     texts = mmlu_small.questions['text'].tolist()[:5]
     st = SentenceTransformer(str(resolve_model('all-minilm-l6-v2')), device='cpu').encode(texts, normalize_embeddings=True)
     assert np.allclose(embed_texts(texts, cache=False), st, atol=1e-5)
@@ -213,76 +211,3 @@ def test_cross_validate_baselines(mmlu_small):
     s = json.loads(json.dumps(res.summary()))
     assert s['n_questions'] == s['n_test'] == 120 and {'accuracy', 'cost_fraction'} <= set(s['routers']['knn'])
     with pytest.raises(MixExpertsError, match='folds must be'): kfold_splits(mmlu_small, 1)
-
-
-# --- the pipeline ------------------------------------------------------------------------------------------------
-
-class Tagged(Backend):
-    "A stand-in backend that answers with its own tag, so routing is visible."
-    def __init__(self, tag): self.tag, self.calls = tag, 0
-    def _generate(self, prompts, n, **kw):
-        self.calls += 1
-        return [[Completion(f'{self.tag}', 1, 1)] * n for _ in prompts]
-    def _loglikelihood(self, requests, adapter=None): return [(-float(len(self.tag)), False) for _ in requests]
-
-
-def test_routed_backend_groups_and_orders(mmlu_small, split):
-    r = fitted('knn', mmlu_small, split[0])
-    backends = {m: Tagged(m) for m in r.models}
-    rb = RoutedBackend(r, backends)
-    texts = mmlu_small.subset(split[1]).questions['text'].tolist()
-    want = r.route(texts).chosen
-    assert [o[0].text for o in rb.generate(texts, n=2)] == want
-    assert sum(b.calls for b in backends.values()) == len(set(want))  # one batched call per chosen model
-    assert [x[0] for x in rb.loglikelihood([(t, ' A') for t in texts])] == [-float(len(m)) for m in want]
-    recs = route_generate(rb, texts[:3], max_tokens=4)
-    assert [x['response'] for x in recs] == want[:3] and set(recs[0]['scores']) == set(r.models)
-    with pytest.raises(MixExpertsError, match='no backend for router model'): RoutedBackend(r, {r.models[0]: Tagged('x')})
-    with pytest.raises(MixExpertsError, match='needs a user message'): rb.generate([[{'role': 'system', 'content': 'hi'}]])
-
-
-# --- the CLI -----------------------------------------------------------------------------------------------------
-
-def route_main(*args):
-    p = argparse.ArgumentParser(prog='mixexperts')
-    add_route_commands(p.add_subparsers(dest='command', required=True))
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try: a = p.parse_args([str(x) for x in args]); a.func(a); code = 0
-        except MixExpertsError as e: print(f'error: {e}', file=err); code = 2
-    return code, out.getvalue(), err.getvalue()
-
-
-def test_cli_eval_json_on_an_lm_eval_folder(arc_run, tmp_path_factory):
-    cfg = tmp_path_factory.mktemp('cfg') / 'routing.yaml'
-    cfg.write_text('routers:\n  best_single: best_single\n  oracle: oracle\n  knn: {router: knn, k: 5, tau: 0.0}\n'
-                   '  cost_aware: {router: cost_aware, base: {router: knn, k: 5, tau: 0.0}}\nfolds: 4\n')
-    code, out, err = route_main('route', 'eval', arc_run, '--config', cfg, '--json')
-    assert code == 0, err
-    j = json.loads(out)
-    assert (j['n_questions'], j['n_test'], j['n_models'], j['folds']) == (40, 40, 3, 4)
-    assert list(j['routers']) == ['best_single', 'oracle', 'knn', 'cost_aware']
-    assert {'best_single_accuracy', 'oracle_accuracy', 'accuracy', 'routers'} <= set(j)
-    assert all({'accuracy', 'cost_fraction'} <= set(v) for v in j['routers'].values())
-    assert j['routers']['oracle']['accuracy'] == pytest.approx(j['oracle_accuracy'])
-
-
-def test_cli_train_predict_and_errors(arc_run, tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp('routers')  # not inside the lm-eval folder, where it would look like a model
-    assert route_main('route', 'train', arc_run, '--router', 'knn', '--param', 'k=5', '--param', 'tau=0', '-o', tmp_path / 'r')[0] == 0
-    code, out, err = route_main('route', 'predict', tmp_path / 'r', '--text', 'Which gas do plants absorb?')
-    assert code == 0 and json.loads(out)['selected_model'] in json.loads((tmp_path / 'r' / 'router.json').read_text())['models']
-    code, out, err = route_main('route', 'predict', tmp_path / 'r', '--text', '')
-    assert code == 2 and 'empty query text' in err
-    code, out, err = route_main('route', 'eval', arc_run, '--routers', 'knn,psychic')
-    assert code == 2 and "unknown router 'psychic'" in err
-    cfg = tmp_path / 'cfg.yaml'
-    cfg.write_text('costs: {openai__gpt-9: 1000}\n')
-    code, out, err = route_main('route', 'eval', arc_run, '--config', cfg)
-    assert code == 2 and "name model(s) ['openai__gpt-9']" in err
-    cfg.write_text('models: [Qwen__Qwen3-4B, openai__gpt-9]\n')
-    code, out, err = route_main('route', 'eval', arc_run, '--config', cfg)
-    assert code == 2 and 'openai__gpt-9' in err
-    cfg.write_text('routerz: [knn]\n')
-    code, out, err = route_main('route', 'eval', arc_run, '--config', cfg)
-    assert code == 2 and "config key 'routerz' is not supported" in err and 'cfg' in err

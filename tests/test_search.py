@@ -7,7 +7,8 @@ import yaml
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 torch = pytest.importorskip('torch')
 from mixexperts.core import MixExpertsError, OutputExistsError, read_json
-from mixexperts.merging import QUICK_EXPERTS, LoraAdapter
+from mixexperts.params import LoraAdapter
+from mixexperts.experts import QUICK_EXPERTS
 from mixexperts.search import run_search, load_experts, _cut_rank, UPDATE_RULES
 
 EXE = str(Path(sys.executable).parent / 'mixexperts')
@@ -35,7 +36,7 @@ def experts():
 
 
 # The kill-and-resume test uses the model-free `distance` utility (computed from the real adapter tensors): scoring
-# with the model on this CPU (~2.5 s per multiple-choice question under load) would take many minutes per run.
+# with the model on a CPU (seconds per multiple-choice question) would take many minutes per run.
 # That the model utility itself is deterministic is checked by test_mc_utility_is_repeatable.
 @pytest.mark.parametrize('rule', ['swarm', 'bwr'])
 def test_sigkill_and_resume_is_bit_for_bit(tmp_path, experts, rule):
@@ -71,6 +72,16 @@ def test_workers_give_the_same_run(tmp_path):
     b = run_search(DIST_CFG, tmp_path / 'two', 'swarm', workers=2)
     assert a == b
     assert read_json(tmp_path / 'one' / 'utility_scratchpad.json') == read_json(tmp_path / 'two' / 'utility_scratchpad.json')
+
+
+def test_another_seed_gives_another_run(tmp_path):
+    "The counterpart of the bit-for-bit tests: the seed is what makes runs equal, so another seed moves other particles."
+    for rule in ('swarm', 'bwr'):
+        a = run_search(DIST_CFG, tmp_path / f'{rule}-0', rule)
+        b = run_search({**DIST_CFG, 'seed': 1}, tmp_path / f'{rule}-1', rule)
+        sa, sb = (read_json(tmp_path / f'{rule}-{s}' / 'utility_scratchpad.json') for s in (0, 1))
+        assert sa['particle_0_history'][0] == sb['particle_0_history'][0]   # the same starting expert...
+        assert sa != sb and a['personal_best_dev'] != b['personal_best_dev']   # ...but other children, draws and moves
 
 
 def test_random_search_same_budget(tmp_path):

@@ -61,6 +61,9 @@ def test_chat_completion_with_n_and_usage(client):
     again = client.chat.completions.create(model=MODEL, messages=[{'role': 'user', 'content': 'What is the capital of France?'}],
                                            n=3, temperature=0.8, max_tokens=12, seed=1)
     assert [c.message.content for c in r.choices] == [c.message.content for c in again.choices]
+    other = client.chat.completions.create(model=MODEL, messages=[{'role': 'user', 'content': 'What is the capital of France?'}],
+                                           n=3, temperature=0.8, max_tokens=12, seed=2)
+    assert [c.message.content for c in r.choices] != [c.message.content for c in other.choices]   # another seed, other samples
 
 
 def test_greedy_chat_answers(client):
@@ -82,7 +85,8 @@ def test_errors_are_openai_errors(client):
 
 
 def test_openai_backend_matches_in_process_scores(server):
-    from mixexperts.backends import HFBackend, mmlu_prompt
+    from mixexperts.backends import HFBackend
+    from mixexperts.tasks import mmlu_prompt
     remote = OpenAIBackend(MODEL, base_url=server, max_concurrency=4)
     local = HFBackend(MODEL)
     ctx = mmlu_prompt('Which planet is known as the Red Planet?', ['Venus', 'Mars', 'Jupiter', 'Saturn'], 'astronomy')
@@ -160,7 +164,7 @@ def router_server(tmp_path_factory):
     import numpy as np
     from mixexperts.core import data_path
     from mixexperts.results import load_results
-    from mixexperts.routing import get_router
+    from mixexperts.routers import get_router
     rm = load_results(data_path('lm_eval', 'mmlu'), progress=False, models=ROUTED)
     rows = np.flatnonzero(rm.questions['subject'].isin(['virology', 'marketing']).to_numpy())[:60]
     folder = get_router('knn', k=5, tau=0.0).fit(rm.subset(rows)).save(tmp_path_factory.mktemp('router') / 'mom')

@@ -40,7 +40,7 @@ def test_multi_lora_requests(engines, tmp_path):
 def test_search_candidates_as_vllm_lora_requests():
     "The search's vLLM slot scores candidates (written once as adapters, sent as LoRA requests) as the HF hot-swap slot does."
     import torch
-    from mixexperts.merging import QUICK_EXPERTS
+    from mixexperts.experts import QUICK_EXPERTS
     from mixexperts.search import load_experts, make_slot, make_utility, Evaluator
     ads, labels, E = load_experts([f'expert-lora:{d}' for d in ('mmlu', 'medqa')], QUICK_EXPERTS)
     spec = dict(name='mc_accuracy', dataset='mmlu', dev=[0, 8], test=[0, 4])

@@ -5,8 +5,9 @@ import pytest
 
 from mixexperts.core import DataFormatError, MixExpertsError, data_path
 from mixexperts.results import load_results
-from mixexperts.voting import (TIE_VOTE_GRID, ChoiceSource, MuxSimulation, SampleSet, SubsetBits, add_mux_commands, get_confidence,
-                               mux_answer, mux_one, search_subsets, select_model, split_validation, tally, vote_among_tied)
+from mixexperts.voting import TIE_VOTE_GRID, get_confidence, mux_answer, mux_one, select_model, tally, vote_among_tied
+from mixexperts.mux_sim import ChoiceSource, MuxSimulation, SampleSet, SubsetBits, search_subsets, split_validation
+from mixexperts.cli import run_captured
 
 
 @pytest.fixture(scope='module')
@@ -296,16 +297,9 @@ def test_mux_one():
 
 # --- command line --------------------------------------------------------------------------------------------
 
-def run_cli(*args, **kw):
-    p = argparse.ArgumentParser()
-    add_mux_commands(p.add_subparsers(dest='command', required=True), **kw)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            a = p.parse_args([str(x) for x in args]); a.func(a); code = 0
-        except MixExpertsError as e:
-            print(f'error: {e}', file=err); code = 2
-    return code, out.getvalue(), err.getvalue()
+def run_cli(*args):
+    "`mixexperts …` in-process, through the real entry point: (exit code, stdout, stderr)."
+    return run_captured(list(args))
 
 
 def test_cli_simulate_json_with_default_loader():
@@ -317,13 +311,13 @@ def test_cli_simulate_json_with_default_loader():
 
 
 @pytest.mark.parametrize('vote', ['inf', 'auto', '4'])
-def test_cli_tie_vote_prints_strict_json(arc_small, vote):
-    def load_args(p): p.add_argument('dir'); p.add_argument('--models', nargs='+'); p.add_argument('--exclude-models', nargs='+')
+def test_cli_tie_vote_prints_strict_json(arc_small, vote, tmp_path):
+    arc_small.save(tmp_path / 'arc_small.parquet')
     strict = lambda s: json.loads(s, parse_constant=lambda c: pytest.fail(f'not JSON: {c}'))
     for action in ('search', 'simulate'):
         extra = ['--subset-search'] if action == 'simulate' else []
-        code, out, err = run_cli('mux', action, 'x', '--k', '3', '--trials', '2', '--max-size', '3', '--tie-breaker', 'validation_accuracy',
-                                 '--tie-vote', vote, '--json', *extra, load_args=load_args, load=lambda a: arc_small)
+        code, out, err = run_cli('mux', action, tmp_path / 'arc_small.parquet', '--k', '3', '--trials', '2', '--max-size', '3',
+                                 '--tie-breaker', 'validation_accuracy', '--tie-vote', vote, '--json', *extra)
         assert code == 0, err
         j = strict(out)
         want = {'inf': {None}, '4': {4.0}, 'auto': {None, *TIE_VOTE_GRID[1:]}}[vote]  # 'auto' may keep the plain rule (null)
@@ -331,18 +325,16 @@ def test_cli_tie_vote_prints_strict_json(arc_small, vote):
         else: assert all(r.get('tie_vote') is None or r['tie_vote'] > 0 for r in j['best_by_size'].values())
 
 
-def test_cli_with_injected_loader_and_npz(tmp_path, arc_small):
-    calls = []
-    def load_args(p): p.add_argument('dir'); p.add_argument('--models', nargs='+'); p.add_argument('--exclude-models', nargs='+')
-    def load(a): calls.append(a.dir); return arc_small
-    code, out, _ = run_cli('mux', 'simulate', 'anything', '--k', '2', '--trials', '2', '--json', load_args=load_args, load=load)
-    assert code == 0 and calls == ['anything'] and json.loads(out)['n_questions'] == 300 and 'subset' not in json.loads(out)
+def test_cli_with_a_parquet_matrix_and_npz(tmp_path, arc_small):
+    arc_small.save(tmp_path / 'arc_small.parquet')
+    code, out, _ = run_cli('mux', 'simulate', tmp_path / 'arc_small.parquet', '--k', '2', '--trials', '2', '--json')
+    assert code == 0 and json.loads(out)['n_questions'] == 300 and 'subset' not in json.loads(out)
     tiny_set().save(tmp_path / 't.npz')
     code, out, err = run_cli('mux', 'search', tmp_path / 't.npz', '--k', '4', '--trials', '2', '--tie-breaker', 'model_order',
-                             '--validation', '0.4', '--json', load_args=load_args, load=load)
+                             '--validation', '0.4', '--json')
     assert code == 0, err
     assert set(json.loads(out)) >= {'subset', 'validation_accuracy', 'test_accuracy', 'best_by_size'}
-    code, _, err = run_cli('mux', 'simulate', tmp_path / 't.npz', '--k', '9', load_args=load_args, load=load)
+    code, _, err = run_cli('mux', 'simulate', tmp_path / 't.npz', '--k', '9')
     assert code == 2 and 'only 4 were collected' in err
-    code, _, err = run_cli('mux', 'simulate', tmp_path / 't.npz', '--models', 'a', 'a', load_args=load_args, load=load)
+    code, _, err = run_cli('mux', 'simulate', tmp_path / 't.npz', '--models', 'a', 'a')
     assert code == 2 and 'duplicate' in err
