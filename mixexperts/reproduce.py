@@ -276,7 +276,7 @@ def summary_markdown(records:list, profile:str) -> str:
 
 # %% ../nbs/10_reproduce.ipynb #351d280c
 def reproduce(papers='all', # 'all', a name, 'a,b' or a list
-              profile:str='cpu', # 'smoke' (CI, ~1 min each), 'cpu' (this machine, ≤10 min each) or 'gpu'
+              profile:str='cpu', # 'smoke' (CI, ~1 min each), 'cpu' (a CPU, shipped models, ≤10 min each) or 'gpu'
               out='runs/reproduce', # run folder
               force:bool=False, # replace an existing run folder
               papers_folder=None, # the papers folder (default: `papers_dir()`)
@@ -326,7 +326,7 @@ def cmd_reproduce(a):
 def add_reproduce_commands(p): # the `reproduce` group's parser (made by `mixexperts.cli`)
     "Register `reproduce`."
     p.add_argument('paper', help=f"'all', a paper ({', '.join(PAPERS)}) or 'a,b'")
-    p.add_argument('--profile', default='cpu', choices=PROFILES, help='smoke: CI-sized; cpu: this machine; gpu: the papers\' settings')
+    p.add_argument('--profile', default='cpu', choices=PROFILES, help='smoke: CI-sized; cpu: a CPU with the shipped models; gpu: the papers\' settings')
     p.add_argument('-o', '--out', default='runs/reproduce', help='run folder (executed notebooks, tables, figures, summary)')
     p.add_argument('--force', action='store_true', help='replace an existing run folder')
     p.add_argument('--papers', default=None, help='folder of paper notebooks (default: papers/ of the checkout)')
