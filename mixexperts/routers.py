@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_routing.ipynb #ae233ca8
 from __future__ import annotations
-import itertools, math, re, time
+import itertools, math, re, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -14,12 +14,13 @@ from .embeddings import DEFAULT_ENCODER, check_texts, embed_texts
 from fastcore.basics import patch, patch_to
 
 # %% auto #0
-__all__ = ['MMLU_ARC_POOL_EXCLUDE', 'ROUTERS', 'MODEL_SIZES', 'LAMBDAS', 'Routing', 'pick', 'get_router', 'training_matrix',
-           'align_models', 'Router', 'jsonable', 'routed_correct', 'inner_split', 'BestSingleRouter', 'RandomRouter',
-           'OracleRouter', 'train_head', 'head_predict', 'EmbeddingRouter', 'subject_accuracy', 'SubjectRouter',
-           'SubjectClassifierRouter', 'QueryLabelRouter', 'KNNRouter', 'LogisticRouter', 'MLPRouter', 'MFRouter',
-           'tfidf_features', 'tfidf_vocabulary', 'TfidfRouter', 'member_spec', 'BlendRouter', 'parse_size',
-           'read_costs', 'model_costs', 'cost_picks', 'cost_curve', 'CostAwareRouter']
+__all__ = ['MMLU_ARC_POOL_EXCLUDE', 'ROUTERS', 'DEFAULT_ROUTER', 'MODEL_SIZES', 'LAMBDAS', 'Routing', 'pick', 'get_router',
+           'training_matrix', 'align_models', 'Router', 'jsonable', 'routed_correct', 'inner_split', 'kfold_splits',
+           'BestSingleRouter', 'RandomRouter', 'OracleRouter', 'train_head', 'head_predict', 'EmbeddingRouter',
+           'subject_accuracy', 'SubjectRouter', 'SubjectClassifierRouter', 'QueryLabelRouter', 'KNNRouter',
+           'LogisticRouter', 'MLPRouter', 'MFRouter', 'tfidf_features', 'tfidf_vocabulary', 'TfidfRouter',
+           'member_spec', 'BlendRouter', 'parse_size', 'read_costs', 'model_costs', 'cost_picks', 'cost_curve',
+           'CostAwareRouter']
 
 # %% ../nbs/04_routing.ipynb #e3e6da46
 MMLU_ARC_POOL_EXCLUDE = ['Qwen__Qwen2.5-14B-Instruct', 'AdaptLLM__finance-LLM', 'AdaptLLM__law-LLM',
@@ -58,10 +59,13 @@ def pick(scores:np.ndarray, # float [n, models]; NaN never wins
 
 # %% ../nbs/04_routing.ipynb #c93f12a3
 ROUTERS = Registry('router', lazy={'orchestrator': 'mixexperts.orchestrator:TextClassifierRouter',
-                                   'mom': 'mixexperts.orchestrator:MoMRouter'})   # fine-tuned: imported when asked for
+                                   'mom': 'mixexperts.orchestrator:MoMRouter',      # fine-tuned: imported when asked for
+                                   'guarded': 'mixexperts.guarded:GuardedRouter'})  # the default router, built on the others
 
-def get_router(name:str, **params) -> 'Router':
-    "Build the router registered under `name` with `params` (unknown parameters are an error)."
+DEFAULT_ROUTER = 'guarded'   # what is built when no router is named (CLI, papers, `get_router()`)
+
+def get_router(name:str=DEFAULT_ROUTER, **params) -> 'Router':
+    "Build the router registered under `name` (the guarded default when none is named) with `params` (unknown parameters are an error)."
     return ROUTERS.build(name, **params)
 
 # %% ../nbs/04_routing.ipynb #921d05e7
@@ -95,6 +99,7 @@ class Router:
     name = None
     uses_subject = False  # reads a known subject in route(texts, subjects) / route_matrix
     grid: dict = {}       # candidate values of the hyperparameters that may be given as 'auto'
+    probabilistic = False # scores estimate each model's probability of being right (checked for calibration by routing_eval)
 
     def __init__(self, seed:int=0): self._keep(locals())
 
@@ -240,6 +245,18 @@ def inner_split(rm:ResultsMatrix, frac:float=0.2, seed:int=0, by:str='subject') 
     try: return tuple(np.sort(p) for p in train_test_split(pos, test_size=frac, random_state=seed, stratify=y))
     except ValueError: return tuple(np.sort(p) for p in train_test_split(pos, test_size=frac, random_state=seed))
 
+def kfold_splits(rm:ResultsMatrix, folds:int=5, seed:int=0, by:str='subject') -> list:
+    "`folds` (train, test) position arrays over the questions, stratified by `by` where every class allows it."
+    from sklearn.model_selection import KFold, StratifiedKFold
+    if not isinstance(folds, (int, np.integer)) or folds < 2: raise MixExpertsError(f"folds must be an integer >= 2, got {folds!r}")
+    if folds > rm.n_questions: raise MixExpertsError(f"{folds} folds for {rm.n_questions} questions")
+    y = rm.questions[by].astype(str).to_numpy()
+    pos = np.arange(rm.n_questions)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)  # a subject with fewer questions than folds
+        try: return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(pos, y))
+        except ValueError: return list(KFold(folds, shuffle=True, random_state=seed).split(pos))
+
 # %% ../nbs/04_routing.ipynb #b49cb64c
 @ROUTERS.register('best_single')
 class BestSingleRouter(Router):
@@ -351,16 +368,24 @@ class SubjectRouter(EmbeddingRouter):
     uses_subject = True
     classify_always = False
     grid = dict(shrink=[0.0, 10.0, 25.0, 50.0, 100.0, 200.0, 400.0])   # shrink='auto': chosen on an inner split
+    probabilistic = True
     def __init__(self, shrink:float=0.0, # pseudo-questions pulling each subject's accuracies towards the overall ones
                  encoder:str=DEFAULT_ENCODER, max_length:int=256, seed:int=0):
         self._keep(locals())
 
     def _fit(self, train):
         self.subjects, self.table = subject_accuracy(train, self.params['shrink'])
-        self.clf = None
-        if len(self.subjects) > 1:
+        # the classifier is trained when first needed (a query of unknown subject, or saving): routing the questions
+        # of a results matrix, which know their subjects, never needs it — cross-validation does not pay for it
+        self.clf, self._pending = None, train if len(self.subjects) > 1 else None
+
+    def classifier(self) -> dict|None:
+        "The subject classifier (None with one subject), trained on the training questions at its first use."
+        if getattr(self, '_pending', None) is not None:
+            train, self._pending = self._pending, None
             y = pd.Index(self.subjects).get_indexer(train.questions['subject'].astype(str))
             self.clf = train_head(self._train_features(train), y, kind='softmax', n_classes=len(self.subjects), seed=self.params['seed'])
+        return self.clf
 
     def subject_of(self, texts:list, subjects:list|None=None) -> np.ndarray:
         "Row of the subject table for each query: the known subject, else the classifier's."
@@ -369,16 +394,18 @@ class SubjectRouter(EmbeddingRouter):
             idx = pd.Index(self.subjects).get_indexer(pd.Series(subjects, dtype=object).fillna(''))
         todo = np.flatnonzero(idx < 0)
         if len(todo):
-            if self.clf is None: idx[todo] = 0
-            else: idx[todo] = head_predict(self.clf, self._features([texts[i] for i in todo]), 'softmax').argmax(1)
+            clf = self.classifier()
+            if clf is None: idx[todo] = 0
+            else: idx[todo] = head_predict(clf, self._features([texts[i] for i in todo]), 'softmax').argmax(1)
         return idx
 
     def _scores(self, texts, subjects): return self.table[self.subject_of(texts, subjects)]
 
     def _state(self):
-        return {'table': self.table, **({f'clf.{k}': v for k, v in self.clf.items()} if self.clf else {})}
+        clf = self.classifier()
+        return {'table': self.table, **({f'clf.{k}': v for k, v in clf.items()} if clf else {})}
     def _set_state(self, arrays):
-        self.table = arrays['table']
+        self.table, self._pending = arrays['table'], None
         self.clf = {k[4:]: v for k, v in arrays.items() if k.startswith('clf.')} or None
     def _save_extra(self, folder):
         folder.mkdir(parents=True, exist_ok=True)
@@ -425,6 +452,7 @@ class QueryLabelRouter(EmbeddingRouter):
 class KNNRouter(EmbeddingRouter):
     "Correctness of the k nearest training questions (cosine on embeddings), similarity-weighted."
     grid = {'k': [25, 50, 100, 200, 400, 800], 'tau': [0.0, 0.05, 0.1]}
+    probabilistic = True
     def __init__(self, k='auto', # neighbours
                  tau='auto', # softmax temperature over similarities (0: equal weights)
                  encoder:str=DEFAULT_ENCODER, max_length:int=256, seed:int=0):
@@ -459,6 +487,7 @@ class LogisticRouter(EmbeddingRouter):
     "One L2-regularised logistic regression per model, predicting its correctness from the embedding."
     grid = {'weight_decay': [1e-5, 1e-4, 1e-3]}
     hidden = 0
+    probabilistic = True
     def __init__(self, weight_decay='auto', steps:int=300, encoder:str=DEFAULT_ENCODER, max_length:int=256, seed:int=0):
         self._keep(locals())
 
@@ -482,7 +511,8 @@ class MLPRouter(LogisticRouter):
 @ROUTERS.register('mf')
 class MFRouter(EmbeddingRouter):
     "RouteLLM-style matrix factorisation: model embeddings × projected text embedding, trained pointwise (BCE)."
-    grid = {'weight_decay': [1e-6, 1e-5, 1e-4]}
+    probabilistic = True
+    grid = {'weight_decay': [1e-5, 1e-4, 1e-3, 1e-2]}
     def __init__(self, dim:int=64, weight_decay='auto', steps:int=300, lr:float=1e-2,
                  encoder:str=DEFAULT_ENCODER, max_length:int=256, seed:int=0):
         self._keep(locals())
@@ -498,12 +528,13 @@ class MFRouter(EmbeddingRouter):
         P = torch.nn.Parameter(torch.randn(M, p['dim'], generator=g) * 0.1)
         W = torch.nn.Parameter(torch.randn(p['dim'], d, generator=g) / math.sqrt(d))
         w = torch.nn.Parameter(torch.ones(p['dim']) / math.sqrt(p['dim']))
-        b = torch.nn.Parameter(torch.zeros(M))
+        acc = np.clip(Y.numpy().sum(0) / np.maximum(mask.numpy().sum(0), 1), 0.02, 0.98)
+        b = torch.nn.Parameter(torch.as_tensor(np.log(acc / (1 - acc)), dtype=torch.float32))   # start at each model's training accuracy
         opt = torch.optim.Adam([P, W, w, b], lr=p['lr'])
         for _ in range(p['steps']):
             logits = self._logits(X, P, W, w, b)
             l = torch.nn.functional.binary_cross_entropy_with_logits(logits, Y, reduction='none')
-            loss = (l * mask).sum() / mask.sum() + p['weight_decay'] * ((W ** 2).sum() + (P ** 2).sum())
+            loss = (l * mask).sum() / mask.sum() + p['weight_decay'] * ((W ** 2).sum() + (P ** 2).sum() + (w ** 2).sum())
             opt.zero_grad(); loss.backward(); opt.step()
         self.state = {k: v.detach().numpy() for k, v in dict(P=P, W=W, w=w, b=b).items()}
 
@@ -550,6 +581,7 @@ def tfidf_vocabulary(texts:list, # training texts
 @ROUTERS.register('tfidf')
 class TfidfRouter(Router):
     "One logistic regression per model on TF-IDF word and word-pair features of the router text (no encoder)."
+    probabilistic = True
     grid = {'C': [0.03, 0.1, 0.3]}
     def __init__(self, C='auto', # inverse L2 strength of each model's logistic regression
                  max_features:int=30000, # vocabulary: the most frequent terms of the training texts
@@ -623,6 +655,7 @@ class _Composite(EmbeddingRouter):
 @ROUTERS.register('blend')
 class BlendRouter(_Composite):
     "A weighted average of member routers' scores, weights chosen on an inner validation split."
+    probabilistic = True
     def __init__(self, members:list=('subject', 'knn', 'logistic'), # router names or {'router': name, ...} dicts
                  weights='auto', # one weight per member, or 'auto'
                  step:float=0.25, seed:int=0):

@@ -11,29 +11,19 @@ import numpy as np, pandas as pd
 from .core import progress as progress_bar   # `progress` is a parameter name below
 from .core import *
 from .results import ResultsMatrix
-from .routers import ROUTERS, get_router, member_spec, jsonable, routed_correct, model_costs, cost_curve
+from .routers import ROUTERS, DEFAULT_ROUTER, get_router, member_spec, jsonable, routed_correct, model_costs, cost_curve, kfold_splits
+from .stats import Z95, paired_difference
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['DEFAULT_ROUTERS', 'kfold_splits', 'resolve_routers', 'CVResult', 'macro_accuracy', 'cross_validate', 'upper_hull',
-           'aiq', 'two_model_curve', 'apgr', 'cpt', 'cv_two_model', 'plot_cost_curves', 'plot_two_model', 'RouteConfig',
-           'read_route_config']
+__all__ = ['DEFAULT_ROUTERS', 'resolve_routers', 'CVResult', 'brier', 'reliability', 'calibration_error', 'plot_reliability',
+           'macro_accuracy', 'cross_validate', 'upper_hull', 'aiq', 'two_model_curve', 'apgr', 'cpt', 'cv_two_model',
+           'plot_cost_curves', 'plot_two_model', 'RouteConfig', 'read_route_config', 'cross_benchmark',
+           'wins_ties_losses', 'plot_cross_benchmark']
 
 # %% ../nbs/04b_routing_eval.ipynb #124d45fc
-def kfold_splits(rm:ResultsMatrix, folds:int=5, seed:int=0, by:str='subject') -> list:
-    "`folds` (train, test) position arrays over the questions, stratified by `by` where every class allows it."
-    from sklearn.model_selection import KFold, StratifiedKFold
-    if not isinstance(folds, (int, np.integer)) or folds < 2: raise MixExpertsError(f"folds must be an integer >= 2, got {folds!r}")
-    if folds > rm.n_questions: raise MixExpertsError(f"{folds} folds for {rm.n_questions} questions")
-    y = rm.questions[by].astype(str).to_numpy()
-    pos = np.arange(rm.n_questions)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', UserWarning)  # a subject with fewer questions than folds
-        try: return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(pos, y))
-        except ValueError: return list(KFold(folds, shuffle=True, random_state=seed).split(pos))
-
-DEFAULT_ROUTERS = ['best_single', 'random', 'oracle', 'subject', 'subject_clf', 'query_label', 'knn', 'logistic', 'mlp', 'mf',
-                   'tfidf', 'blend', 'cost_aware']
+DEFAULT_ROUTERS = [DEFAULT_ROUTER, 'best_single', 'random', 'oracle', 'subject', 'subject_clf', 'query_label', 'knn', 'logistic', 'mlp',
+                   'mf', 'tfidf', 'blend', 'cost_aware']
 
 def resolve_routers(routers=None) -> dict:
     "{label: (name, params)} from None (the defaults), 'a,b', a list of names/specs, or {label: spec}."
@@ -112,14 +102,86 @@ def cost_curves(self:CVResult, routers:list|None=None, lams=None) -> pd.DataFram
 
 # %% ../nbs/04b_routing_eval.ipynb #431b6503
 @patch
+def paired(self:CVResult, z:float=Z95) -> pd.DataFrame:
+    "Per router: out-of-fold accuracy minus the best single model's on the same questions, with its paired interval and outcome."
+    base = routed_correct(self.matrix, self.best_single_picks())
+    return pd.DataFrame({l: paired_difference(routed_correct(self.matrix, p), base, z, nan=0.0) for l, p in self.picks.items()}).T
+
+# %% ../nbs/04b_routing_eval.ipynb #9ea72b81
+def brier(p:np.ndarray, y:np.ndarray) -> float:
+    "Mean squared difference between predicted probabilities and outcomes (0 is perfect, 0.25 a coin)."
+    return float(np.mean((np.asarray(p, np.float64) - np.asarray(y, np.float64)) ** 2))
+
+def reliability(p:np.ndarray, y:np.ndarray, bins:int=10) -> pd.DataFrame:
+    "Mean predicted probability against observed frequency in equal-width bins: `bin`, `predicted`, `observed`, `n`."
+    p, y = np.asarray(p, np.float64), np.asarray(y, np.float64)
+    g = pd.DataFrame({'bin': np.clip((p * bins).astype(int), 0, bins - 1), 'p': p, 'y': y}).groupby('bin')
+    return pd.DataFrame({'predicted': g['p'].mean(), 'observed': g['y'].mean(), 'n': g.size()}).reset_index()
+
+def calibration_error(table:pd.DataFrame) -> float:
+    "Expected calibration error of a reliability table: the n-weighted mean of |predicted − observed|."
+    return float(np.average((table['predicted'] - table['observed']).abs(), weights=table['n']))
+
+# %% ../nbs/04b_routing_eval.ipynb #c420562a
+@patch
+def _cells(self:CVResult, label:str) -> tuple:
+    "(predicted, observed, prior) over the cells a router scored out of fold and the matrix knows."
+    S, Y = self.scores[label], self.matrix.correct
+    prior = np.full_like(Y, np.nan)
+    for tr, te in self.splits: prior[te] = np.nanmean(Y[tr], 0)
+    k = ~np.isnan(S) & ~np.isnan(Y) & ~np.isnan(prior)
+    p = S[k]
+    if len(p) and (p.min() < 0 or p.max() > 1):
+        raise MixExpertsError(f"router {label!r} is marked probabilistic but scored outside [0, 1] ({p.min():.3g} to {p.max():.3g})")
+    return p, Y[k], prior[k]
+
+@patch
+def probabilistic(self:CVResult) -> list:
+    "Labels of the routers whose scores are probabilities of being right."
+    return [l for l, (n, _) in self.routers.items() if ROUTERS.get(n).probabilistic]
+
+@patch
+def calibration(self:CVResult, bins:int=10) -> pd.DataFrame:
+    "Per probabilistic router: Brier score, the prior's, the skill 1 − Brier/prior, expected calibration error, cells."
+    rows = {}
+    for l in self.probabilistic():
+        p, y, prior = self._cells(l)
+        b, b0 = brier(p, y), brier(prior, y)
+        rows[l] = dict(brier=b, brier_prior=b0, skill=1 - b / b0, ece=calibration_error(reliability(p, y, bins)), cells=len(p))
+    return pd.DataFrame(rows).T
+
+@patch
+def reliability_table(self:CVResult, routers:list|None=None, bins:int=10) -> pd.DataFrame:
+    "The reliability tables of the probabilistic routers (or those named), one `router` column."
+    return pd.concat([reliability(*self._cells(l)[:2], bins).assign(router=l) for l in routers or self.probabilistic()],
+                     ignore_index=True)
+
+# %% ../nbs/04b_routing_eval.ipynb #4ad19089
+def plot_reliability(table:pd.DataFrame, # from CVResult.reliability_table
+                     ax=None, title:str|None=None):
+    "Observed frequency against predicted probability per router; the diagonal is perfect calibration."
+    import matplotlib.pyplot as plt, seaborn as sns
+    if ax is None: _, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color='grey', ls='--', lw=1, label='calibrated')
+    sns.lineplot(data=table, x='predicted', y='observed', hue='router', marker='o', ax=ax, estimator=None, sort=True)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel='predicted probability of being right', ylabel='observed frequency', title=title)
+    ax.legend(fontsize=7, loc='upper left')
+    return ax
+
+# %% ../nbs/04b_routing_eval.ipynb #05c2df33
+@patch
 def summary(self:CVResult) -> dict:
-    "The JSON-ready headline numbers (fractions in [0, 1])."
+    "The JSON-ready headline numbers (fractions in [0, 1]); the first router listed is the headline `router`."
     t, b = self.table(), self.baselines
     routers = {l: dict(accuracy=float(r.accuracy), accuracy_std=float(r.accuracy_std), macro_accuracy=float(r.macro_accuracy),
                        cost_fraction=None if self.costs is None else float(r.cost_fraction),
                        mean_cost=None if self.costs is None else float(r.mean_cost), seconds_per_fold=round(float(r.seconds), 3),
                        selection={m: round(float(s), 4) for m, s in self.selection().loc[l].items() if s > 0})
                for l, r in t.iterrows()}
+    for l, d in self.paired().iterrows():
+        routers[l].update(vs_best_single=float(d['diff']), ci95=[float(d['low']), float(d['high'])], outcome=d['outcome'])
+    cal = self.calibration()
+    for l in routers: routers[l]['brier'] = float(cal.loc[l, 'brier']) if l in cal.index else None
     first = next(iter(routers))
     return dict(benchmark=self.matrix.benchmark, n_questions=self.matrix.n_questions, n_test=int(b['n_test'].sum()),
                 n_models=self.matrix.n_models, folds=len(self.splits),
@@ -143,6 +205,7 @@ def cross_validate(rm:ResultsMatrix, # the results matrix (all its models are th
                    progress:bool=True) -> CVResult:
     "Fit and route every router on every fold; everything scored from the matrix."
     specs = resolve_routers(routers)
+    if rm.n_models < 2: raise MixExpertsError(f"routing needs at least 2 models; the {rm.benchmark} matrix has {rm.n_models}: {rm.models}")
     splits = kfold_splits(rm, folds, seed)
     cost = None if costs is None else model_costs(rm.models, None if isinstance(costs, str) and costs == 'params' else costs)
     Q, M = rm.n_questions, rm.n_models
@@ -291,3 +354,39 @@ def read_route_config(path) -> RouteConfig:
     "The `RouteConfig` in a .yaml, .yml or .json file."
     if Path(path).suffix not in ('.yml', '.yaml', '.json'): raise DataFormatError("a routing config is a .yaml, .yml or .json file", path)
     return load_config(RouteConfig, path, "a routing config is a mapping")
+
+# %% ../nbs/04b_routing_eval.ipynb #d4b20ed1
+def cross_benchmark(results:dict, # benchmark name -> CVResult
+                    z:float=Z95) -> pd.DataFrame:
+    "One row per (benchmark, router): questions, accuracy, best single, paired difference with its interval, outcome."
+    rows = []
+    for bench, res in results.items():
+        best = float(np.nanmean(routed_correct(res.matrix, res.best_single_picks())))
+        for label, d in res.paired(z).iterrows():
+            rows.append(dict(benchmark=bench, router=label, n=int(d['n']), accuracy=float(np.nanmean(routed_correct(res.matrix, res.picks[label]))),
+                             best_single=best, diff=float(d['diff']), low=float(d['low']), high=float(d['high']), outcome=d['outcome']))
+    return pd.DataFrame(rows)
+
+def wins_ties_losses(table:pd.DataFrame) -> pd.DataFrame:
+    "Per router (in table order): benchmarks won, tied and lost against the best single model."
+    out = pd.crosstab(table['router'], table['outcome']).reindex(columns=['win', 'tie', 'loss'], fill_value=0)
+    return out.reindex(table['router'].unique())
+
+# %% ../nbs/04b_routing_eval.ipynb #6e2742ae
+def plot_cross_benchmark(table:pd.DataFrame, # from cross_benchmark
+                         ax=None, title:str|None=None):
+    "Each router's difference to the best single model (points) with its 95% interval, one colour per benchmark."
+    import matplotlib.pyplot as plt, seaborn as sns
+    routers, benches = list(table['router'].unique()), list(table['benchmark'].unique())
+    if ax is None: _, ax = plt.subplots(figsize=(7, 0.45 * len(routers) * max(1, len(benches)) ** 0.5 + 1.5))
+    colors = dict(zip(benches, sns.color_palette(n_colors=len(benches))))
+    for i, b in enumerate(benches):
+        t = table[table['benchmark'] == b].set_index('router').reindex(routers)
+        y = np.arange(len(routers)) + (i - (len(benches) - 1) / 2) * 0.8 / max(len(benches), 1)
+        ax.errorbar(100 * t['diff'], y, xerr=100 * np.vstack([t['diff'] - t['low'], t['high'] - t['diff']]), fmt='o', ms=4,
+                    color=colors[b], label=b, capsize=2, lw=1)
+    ax.axvline(0, color='grey', ls='--', lw=1)
+    ax.set_yticks(np.arange(len(routers)), routers); ax.invert_yaxis()
+    ax.set(xlabel='accuracy − best single model (points, paired 95% interval)', title=title)
+    ax.legend(fontsize=7, loc='lower right')
+    return ax

@@ -18,7 +18,7 @@ def test_cli_eval_json_on_an_lm_eval_folder(arc_run, tmp_path_factory):
     assert code == 0, err
     j = json.loads(out)
     assert (j['n_questions'], j['n_test'], j['n_models'], j['folds']) == (40, 40, 3, 4)
-    assert list(j['routers']) == ['best_single', 'oracle', 'knn', 'cost_aware']
+    assert list(j['routers']) == ['guarded', 'best_single', 'oracle', 'knn', 'cost_aware'] and j['router'] == 'guarded'   # the default router first
     assert {'best_single_accuracy', 'oracle_accuracy', 'accuracy', 'routers'} <= set(j)
     assert all({'accuracy', 'cost_fraction'} <= set(v) for v in j['routers'].values())
     assert j['routers']['oracle']['accuracy'] == pytest.approx(j['oracle_accuracy'])

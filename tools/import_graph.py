@@ -16,10 +16,10 @@ PKG = ROOT / 'mixexperts'
 
 # lowest first; a module may import its own layer and the layers below
 LAYERS = [
-    ('core', ['core']),
+    ('core', ['core', 'stats']),
     ('data and text', ['results', 'extract', 'tasks', 'models', 'embeddings']),
     ('engines and parameters', ['backends', 'remote', 'params']),
-    ('methods', ['routers', 'orchestrator', 'voting', 'merging']),
+    ('methods', ['routers', 'orchestrator', 'guarded', 'voting', 'merging']),
     ('method runs', ['routing_eval', 'routed', 'mux_sim', 'mux_live', 'experts', 'search']),
     ('scale', ['pool', 'pool.*']),
     ('entry points', ['lmeval', 'serve', 'reproduce', 'commands', 'commands.*', 'cli']),

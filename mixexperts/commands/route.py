@@ -9,12 +9,14 @@ from pathlib import Path
 from ..core import *
 from ..results import ResultsMatrix, add_results_args, results_from_args
 from ..embeddings import check_texts
-from ..routers import ROUTERS, Router, get_router, member_spec, jsonable, MODEL_SIZES, parse_size, read_costs
+from ..routers import ROUTERS, DEFAULT_ROUTER, Router, get_router, member_spec, jsonable, MODEL_SIZES, parse_size, read_costs
 from ..routing_eval import DEFAULT_ROUTERS, RouteConfig, read_route_config, resolve_routers, cross_validate
+from ..routing_eval import cross_benchmark, wins_ties_losses
 from ..routed import parse_pairs, load_routed_backend, route_generate
 
 # %% auto #0
-__all__ = ['check_config_models', 'parse_params', 'cmd_route_train', 'cmd_route_eval', 'cmd_route_predict', 'add_route_commands']
+__all__ = ['check_config_models', 'parse_params', 'cmd_route_train', 'with_default', 'cmd_route_eval', 'cmd_route_predict',
+           'add_route_commands']
 
 # %% ../../nbs/09b_cmd_route.ipynb #29486108
 def check_config_models(cfg:RouteConfig, rm:ResultsMatrix):
@@ -62,25 +64,58 @@ def cmd_route_train(a, load):
     print(json.dumps(out) if a.json else f"wrote {a.output}: {r.name} over {len(r.models)} models, fitted on "
           f"{rm.n_questions} questions in {out['seconds']} s" + (f"; chose {out['tuned']['chosen']}" if out['tuned'] else ''))
 
-def cmd_route_eval(a, load):
-    "k-fold comparison of routers on the matrix: a table, or one JSON object with --json."
+def with_default(specs:dict) -> dict:
+    "`specs` with the default router first: a router of that name listed already moves to the front, else it is added."
+    label = next((l for l, (n, _) in specs.items() if n == DEFAULT_ROUTER), None)
+    head = {label: specs[label]} if label else {DEFAULT_ROUTER: (DEFAULT_ROUTER, {})}
+    return {**head, **{l: v for l, v in specs.items() if l != label}}
+
+def _eval_one(a, load, cfg:RouteConfig, specs:dict, folds:int, seed:int) -> tuple:
+    "(CVResult, summary) of one results folder."
     t0 = time.perf_counter()
-    cfg = read_route_config(a.config) if a.config else RouteConfig()
-    specs = resolve_routers(a.routers) if a.routers else cfg.router_specs()  # an unknown name fails before any data is read
-    folds = a.folds or cfg.folds or 5
-    seed = a.seed if a.seed is not None else (cfg.seed if cfg.seed is not None else 0)
     rm, costs = _route_setup(a, load, cfg)
     if isinstance(costs, dict):  # cost-aware routers use the same table
         specs = {l: (n, {**p, 'costs': p.get('costs', costs)} if n == 'cost_aware' else p) for l, (n, p) in specs.items()}
     res = cross_validate(rm, specs, folds=folds, seed=seed, costs=costs, progress=not a.no_progress and sys.stderr.isatty())
     s = res.summary()
     s['seconds'] = round(time.perf_counter() - t0, 3)
-    if a.json: print(json.dumps(s)); return
+    return res, s
+
+def _print_eval(res, s:dict, folds:int, seed:int):
+    rm = res.matrix
     print(f"{rm.benchmark}: {rm.n_questions} questions × {rm.n_models} models, {folds}-fold by question (seed {seed})")
     print(f"best single (chosen on training folds): {s['best_single_model']}  {s['best_single_accuracy']:.4f}")
     print(f"oracle: {s['oracle_accuracy']:.4f}\n")
-    print(res.table().round(4).to_string())
+    t = res.table().join(res.paired()[['low', 'high', 'outcome']]).rename(columns={'low': 'ci95_low', 'high': 'ci95_high'})
+    print(t.drop(columns=['mean_cost', 'seconds']).round(4).to_string())
     print(f"\n({s['seconds']} s)")
+
+def cmd_route_eval(a, load):
+    "k-fold comparison of routers on each results folder (the default router always first): tables, or JSON lines with --json."
+    cfg = read_route_config(a.config) if a.config else RouteConfig()
+    specs = with_default(resolve_routers(a.routers) if a.routers else cfg.router_specs())  # an unknown name fails before any data is read
+    folds = a.folds or cfg.folds or 5
+    seed = a.seed if a.seed is not None else (cfg.seed if cfg.seed is not None else 0)
+    results = {}
+    for d in [a.dir, *a.more]:
+        a.dir = d
+        res, s = _eval_one(a, load, cfg, specs, folds, seed)
+        key = res.matrix.benchmark if res.matrix.benchmark not in results else f"{res.matrix.benchmark} ({d})"
+        results[key] = res
+        if a.json: print(json.dumps(s), flush=True)
+        else: _print_eval(res, s, folds, seed); print()
+    if len(results) < 2: return
+    xb, first = cross_benchmark(results), next(iter(specs))
+    wtl = wins_ties_losses(xb)
+    if a.json:
+        head = xb[xb['router'] == first]
+        print(json.dumps(dict(router=first, benchmarks=list(results), accuracy=float(head['accuracy'].mean()),
+                              best_single_accuracy=float(head['best_single'].mean()),
+                              table=jsonable(xb.to_dict('records')), wins_ties_losses=jsonable(wtl.to_dict('index')))))
+        return
+    print(f"across {len(results)} benchmarks, against the best single model (paired 95% intervals):")
+    print(xb.assign(**{c: (100 * xb[c]).round(2) for c in ('accuracy', 'best_single', 'diff', 'low', 'high')}).to_string(index=False))
+    print('\n' + wtl.to_string())
 
 # %% ../../nbs/09b_cmd_route.ipynb #7d9dc994
 def _read_queries(a) -> list:
@@ -118,14 +153,15 @@ def add_route_commands(p:argparse.ArgumentParser, # the `route` group's parser (
     rs = p.add_subparsers(dest='action', required=True, metavar='ACTION')
     t = rs.add_parser('train', help='fit a router on every question and save it')
     load_args(t)
-    t.add_argument('--router', required=True, help=f"router name ({', '.join(ROUTERS.names())}) or a label of --config")
+    t.add_argument('--router', default=DEFAULT_ROUTER, help=f"router name ({', '.join(ROUTERS.names())}) or a label of --config (default: {DEFAULT_ROUTER})")
     t.add_argument('--param', action='append', default=[], metavar='K=V', help="router parameter (repeatable), e.g. k=200")
     t.add_argument('-o', '--output', required=True, help='folder for router.json + weights.safetensors')
     t.add_argument('--force', action='store_true', help='overwrite an existing router')
     t.add_argument('--json', action='store_true', help='print one JSON object')
     e = rs.add_parser('eval', help='k-fold by question: routed accuracy and cost of each router vs best single and oracle')
     load_args(e)
-    e.add_argument('--routers', help=f"comma-separated names (default: {','.join(DEFAULT_ROUTERS)})")
+    e.add_argument('more', nargs='*', metavar='DIR', help='further results folders: one table per benchmark, then the table across them')
+    e.add_argument('--routers', help=f"comma-separated names, evaluated next to the default router {DEFAULT_ROUTER!r} (default: {','.join(DEFAULT_ROUTERS)})")
     e.add_argument('--folds', type=int, default=None, help='folds (default 5)')
     e.add_argument('--seed', type=int, default=None, help='fold and router seed (default 0)')
     e.add_argument('--json', action='store_true', help='print one JSON object')
