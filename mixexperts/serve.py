@@ -117,6 +117,9 @@ def create_app(models:ModelTable):
     app = FastAPI(title='mixexperts', version='1')
     created = int(time.time())
 
+    @app.get('/health')
+    def health(): return {}   # as vLLM's: 200 once the models are loaded (the server listens only then)
+
     @app.get('/v1/models')
     def list_models():
         return {'object': 'list', 'data': [{'id': n, 'object': 'model', 'created': created, 'owned_by': 'mixexperts'}
