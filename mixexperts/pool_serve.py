@@ -166,7 +166,10 @@ def _client_host(host:str) -> str:
     "The host name clients use for a server bound to `host`."
     return socket.getfqdn() if host in ('0.0.0.0', '::') else host
 
-def _log_name(i:int, model:str) -> str: return f"{i:02d}_{re.sub(r'[^A-Za-z0-9._-]+', '__', model).strip('_.') or 'model'}.log"
+def _log_name(i:int, model:str) -> str:
+    "The log file of the i-th server: a local folder by its name, a hub id as org__name."
+    if model.startswith(('/', '.', '~')) or Path(model).expanduser().exists(): model = Path(model).expanduser().name
+    return f"{i:02d}_{re.sub(r'[^A-Za-z0-9._-]+', '__', model).strip('_.') or 'model'}.log"
 
 # %% ../nbs/03d_pool_serve.ipynb #b7710c37
 def resolve_engine(engine:str, gpus:list) -> str:

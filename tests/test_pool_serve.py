@@ -1,0 +1,215 @@
+"""`mixexperts pool serve` rehearsed on CPU: the two shipped LMs served by `mixexperts serve` standing in for `vllm serve`
+on pretend GPUs, used through the endpoints file by the official openai client, `mux run`, routed inference and lm-eval's
+local-completions, then stopped with no process left; servers that never become healthy are one clear error."""
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest
+
+openai = pytest.importorskip('openai')
+from mixexperts.cli import run_captured
+from mixexperts.pool_serve import read_endpoints, lm_eval_args, choose_ports
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ['smollm2-135m-instruct', 'gemma3-270m']
+
+
+def pool_serve(*args, **kw):
+    "`python -m mixexperts.cli pool serve ARGS` in the background, this checkout first on the path."
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get('PYTHONPATH')])]))
+    return subprocess.Popen([sys.executable, '-m', 'mixexperts.cli', 'pool', 'serve', *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def alive(pid:int) -> bool:
+    "Whether process `pid` exists and is not a zombie."
+    try: stat = Path(f'/proc/{pid}/stat').read_text()
+    except (FileNotFoundError, ProcessLookupError): return False
+    return stat.rsplit(')', 1)[1].split()[0] != 'Z'
+
+
+def wait_until(cond, timeout:float, what:str, poll:float=0.2):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline: raise AssertionError(f'timed out waiting for {what}')
+        time.sleep(poll)
+
+
+def environ_of(pid:int) -> dict:
+    return dict(kv.split('=', 1) for kv in Path(f'/proc/{pid}/environ').read_text().split('\0') if '=' in kv)
+
+
+def listening_on(port:int) -> list:
+    "Live processes started with `--port PORT` (a server), not `--base-port PORT` (the pool process)."
+    out = []
+    for d in Path('/proc').iterdir():
+        if not d.name.isdigit(): continue
+        try: argv = (d/'cmdline').read_bytes().split(b'\0')
+        except OSError: continue
+        if any(a == b'--port' and b == str(port).encode() for a, b in zip(argv, argv[1:])) and alive(int(d.name)): out.append(int(d.name))
+    return out
+
+
+@pytest.fixture(scope='module')
+def pool(tmp_path_factory):
+    "The two shipped LMs served on pretend GPUs 0 and 1 until the last test of the module stops them."
+    d = tmp_path_factory.mktemp('pool')
+    (d/'pool.yaml').write_text('- smollm2-135m-instruct\n- {model: gemma3-270m, dtype: float32}\n')
+    ep = d/'endpoints.json'
+    proc = pool_serve(d/'pool.yaml', '-o', ep, '--gpus', '0,1', '--engine', 'mixexperts', '--timeout', 240)
+    try:
+        wait_until(lambda: ep.exists() or proc.poll() is not None, 300, 'the endpoints file')
+        assert proc.poll() is None, proc.stderr.read()
+        yield dict(proc=proc, dir=d, endpoints=ep, record=read_endpoints(ep, full=True))
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try: proc.wait(60)
+            except subprocess.TimeoutExpired: proc.kill()
+
+
+def test_pool_serve_places_servers_on_pretend_gpus(pool):
+    rec = pool['record']
+    assert list(rec['endpoints']) == MODELS
+    assert [s['gpus'] for s in rec['servers']] == ['0', '1']
+    # the running processes really carry their devices
+    assert [environ_of(s['pid'])['CUDA_VISIBLE_DEVICES'] for s in rec['servers']] == ['0', '1']
+    assert len({s['base_url'] for s in rec['servers']}) == 2
+    assert all(Path(s['log']).exists() and Path(s['log']).parent == pool['dir']/'endpoints.logs' for s in rec['servers'])
+    assert all(s['command'][1:5] == ['-m', 'mixexperts.cli', 'serve', '--model'] for s in rec['servers'])
+
+
+def test_pool_serve_openai_client_chats_with_each_model(pool):
+    for model, url in read_endpoints(pool['endpoints']).items():
+        client = openai.OpenAI(base_url=url, api_key='none', max_retries=0, timeout=120)
+        assert [m.id for m in client.models.list().data] == [model]
+        if model == 'gemma3-270m':   # a base model without a chat template: a completion
+            r = client.completions.create(model=model, prompt='The capital of France is', max_tokens=4, temperature=0)
+            assert r.choices[0].text.strip() and r.usage.completion_tokens > 0
+        else:
+            r = client.chat.completions.create(model=model, messages=[{'role': 'user', 'content': 'What is the capital of France? One word.'}],
+                                               max_tokens=8, temperature=0)
+            assert 'Paris' in r.choices[0].message.content
+
+
+def test_pool_serve_mux_run_through_endpoints(pool, tmp_path):
+    cfg = tmp_path/'mux.yaml'
+    cfg.write_text('benchmark: mmlu\nmodels: [smollm2-135m-instruct, {name: gemma, model: gemma3-270m, style: completion}]\n'
+                   'n_questions: 2\nk: 2\nmax_tokens: 4\ntemperature: 0.7\ntie_breaker: model_order\nsample: first\n')
+    code, out, err = run_captured(['mux', 'run', '--config', cfg, '--endpoints', pool['endpoints'], '-o', tmp_path/'run', '--json'])
+    assert code == 0, err
+    s = json.loads(out)
+    assert s['n_questions'] == 2 and set(s['models']) == {'smollm2-135m-instruct', 'gemma'}
+    saved = json.loads((tmp_path/'run'/'config.json').read_text())['config']['models']
+    eps = read_endpoints(pool['endpoints'])
+    assert [(m['model'], m['base_url']) for m in saved] == [(m, eps[m]) for m in MODELS]   # answered by the servers
+    recs = [json.loads(l) for l in (tmp_path/'run'/'questions.jsonl').read_text().splitlines()]
+    assert len(recs) == 2
+    cfg.write_text('benchmark: mmlu\nmodels: [qwen]\ntie_breaker: model_order\n')
+    code, out, err = run_captured(['mux', 'run', '--config', cfg, '--endpoints', pool['endpoints'], '-o', tmp_path/'run3'])
+    assert code == 2 and f"{pool['endpoints']} serve no 'qwen'" in err
+
+
+def test_pool_serve_routed_inference_through_endpoints(pool, tmp_path):
+    import numpy as np
+    from mixexperts.core import data_path
+    from mixexperts.results import load_results
+    from mixexperts.routers import get_router
+    ids = ['Qwen__Qwen2.5-7B-Instruct', 'google__gemma-2-9b-it']
+    rm = load_results(data_path('lm_eval', 'mmlu'), progress=False, models=ids)
+    rows = np.flatnonzero(rm.questions['subject'].isin(['virology', 'marketing']).to_numpy())[:60]
+    folder = get_router('tfidf').fit(rm.subset(rows)).save(tmp_path/'router')
+    code, out, err = run_captured(['route', 'predict', folder, '--generate', '--endpoints', pool['endpoints'], '--max-tokens', 4,
+                                   '--route-model', f'{ids[0]}=smollm2-135m-instruct', '--route-model', f'{ids[1]}=smollm2-135m-instruct',
+                                   '--text', 'Which virus family does influenza belong to?', '--text', 'What is a marketing mix?'])
+    assert code == 0, err
+    recs = [json.loads(l) for l in out.splitlines()]
+    assert len(recs) == 2 and all(r['selected_model'] in ids and r['response'] for r in recs)
+
+
+def test_pool_serve_lm_eval_local_completions(pool):
+    from lm_eval.api.instance import Instance
+    from lm_eval.api.registry import get_model
+    from mixexperts.remote import OpenAIBackend
+    args = lm_eval_args(pool['endpoints'], 'smollm2-135m-instruct')
+    assert args[:3] == ['--model', 'local-completions', '--model_args'] and 'tokenized_requests=False' in args[3]
+    lm = get_model(args[1]).create_from_arg_string(args[3])   # exactly what lm-eval's CLI does with these arguments
+    reqs = [('Question: What is the capital of France?\nAnswer:', ' Paris'), ('Question: What is the capital of France?\nAnswer:', ' Rome')]
+    got = lm.loglikelihood([Instance('loglikelihood', {}, r, i) for i, r in enumerate(reqs)])
+    want = OpenAIBackend('smollm2-135m-instruct', base_url=read_endpoints(pool['endpoints'])['smollm2-135m-instruct']).loglikelihood(reqs)
+    assert got[0][0] > got[1][0]
+    assert max(abs(g[0] - w[0]) for g, w in zip(got, want)) < 1e-3
+    with pytest.raises(Exception, match="serves no model 'qwen'"): lm_eval_args(pool['endpoints'], 'qwen')
+
+
+def test_pool_serve_stops_every_server_on_sigint(pool):   # last: it ends the module's pool
+    proc, pids = pool['proc'], [s['pid'] for s in pool['record']['servers']]
+    assert all(alive(p) for p in pids)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert 'ready: smollm2-135m-instruct' in out and 'lm-eval for gemma3-270m: --model local-completions' in out and 'stopped 2 server(s)' in out
+    assert not any(alive(p) for p in pids) and not pool['endpoints'].exists()
+
+
+def test_pool_serve_sigterm_while_starting_leaves_no_server(tmp_path):
+    (tmp_path/'pool.yaml').write_text('- smollm2-135m-instruct\n')
+    port = choose_ports(1, base_port=21000 + os.getpid() % 20000)[0]
+    proc = pool_serve(tmp_path/'pool.yaml', '-o', tmp_path/'e.json', '--engine', 'mixexperts', '--base-port', port, '--gpus', 'none')
+    wait_until(lambda: listening_on(port), 30, 'the server process')
+    child = listening_on(port)[0]
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and 'stopped before every server was healthy' in out, err
+    assert not alive(child) and not (tmp_path/'e.json').exists()
+
+
+def test_pool_serve_sigkill_takes_its_servers_along(tmp_path):
+    (tmp_path/'pool.yaml').write_text('- smollm2-135m-instruct\n')
+    port = choose_ports(1, base_port=41000 + os.getpid() % 20000)[0]
+    proc = pool_serve(tmp_path/'pool.yaml', '-o', tmp_path/'e.json', '--engine', 'mixexperts', '--base-port', port, '--gpus', 'none')
+    wait_until(lambda: listening_on(port), 30, 'the server process')
+    child = listening_on(port)[0]
+    proc.kill(); proc.wait(10)
+    wait_until(lambda: not alive(child), 20, 'the orphaned server to die')   # the parent-death signal
+
+
+def test_pool_serve_model_that_fails_to_load_is_one_error(tmp_path):
+    bad = tmp_path/'not_a_model'
+    bad.mkdir()
+    (tmp_path/'pool.yaml').write_text(f'- {bad}\n')
+    proc = pool_serve(tmp_path/'pool.yaml', '-o', tmp_path/'e.json', '--engine', 'mixexperts', '--timeout', 120, '--gpus', 'none')
+    out, err = proc.communicate(timeout=150)
+    log = tmp_path/'e.logs'/'00_not_a_model.log'
+    assert proc.returncode == 2 and err.count('\n') == 1 and 'Traceback' not in err, err
+    assert err.startswith(f"error: the server for model {str(bad)!r} exited with code 2 before it was healthy; see its log {log}")
+    assert 'holds no config.json' in err and log.exists() and not (tmp_path/'e.json').exists()
+
+
+def test_pool_serve_server_not_healthy_in_time(tmp_path):
+    (tmp_path/'pool.yaml').write_text('- smollm2-135m-instruct\n')
+    port = choose_ports(1, base_port=31000 + os.getpid() % 20000)[0]
+    proc = pool_serve(tmp_path/'pool.yaml', '-o', tmp_path/'e.json', '--engine', 'mixexperts', '--timeout', 1, '--base-port', port,
+                      '--gpus', 'none')
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and 'Traceback' not in err, err
+    assert err.startswith("error: the server for model 'smollm2-135m-instruct' was not healthy within 1 s; see its log ")
+    assert '00_smollm2-135m-instruct.log' in err and not listening_on(port)
+
+
+def test_pool_serve_bad_pool_files_and_dry_run(tmp_path):
+    (tmp_path/'pool.yaml').write_text('- smollm2-135m-instruct\n- {model: gemma3-270m, max_length: 4096}\n- {model: org/big, tp: 2}\n')
+    code, out, err = run_captured(['pool', 'serve', tmp_path/'pool.yaml', '-o', tmp_path/'e.json', '--engine', 'vllm', '--gpus', '0,1,2,3', '--dry-run'])
+    assert code == 0, err
+    plan = json.loads(out)
+    assert [s['gpus'] for s in plan] == ['0', '1', '2,3'] and all(s['command'][:2] == ['vllm', 'serve'] for s in plan)
+    gemma = plan[1]['command']
+    assert gemma[gemma.index('--max-model-len') + 1] == '4096' and gemma[gemma.index('--served-model-name') + 1] == 'gemma3-270m'
+    assert plan[2]['command'][plan[2]['command'].index('--tensor-parallel-size') + 1] == '2'
+    for text, args, msg in [('- {model: a, tp: 5}', ['--gpus', '0,1'], "model 'a' asks for tp=5 GPUs but only 2"),
+                            ('- a\n- b\n- a', [], "model 'a' is listed 2 times"),
+                            ('- {model: a, temperature: 1}', [], "models[0]: unknown key 'temperature'"),
+                            ('- a', ['--engine', 'vllm', '--gpus', 'none'], 'vllm serve needs GPUs')]:
+        (tmp_path/'bad.yaml').write_text(text)
+        code, out, err = run_captured(['pool', 'serve', tmp_path/'bad.yaml', '-o', tmp_path/'e.json', *args])
+        assert code == 2 and msg in err and err.count('\n') == 1, err
+        assert str(tmp_path/'bad.yaml') in err or 'GPU' in err
