@@ -152,6 +152,7 @@ class Server:
     port: int
     gpus: str|None                # its CUDA_VISIBLE_DEVICES; None: inherited (CPU)
     log: Path
+    threads: int|None = None      # its CPU threads (OMP_NUM_THREADS) where servers share the CPU; None: inherited
     proc: subprocess.Popen|None = None
 
     @property
@@ -193,7 +194,9 @@ def plan_servers(pool:list, # PoolModels (or a pool file)
     ports = choose_ports(len(pool), host, base_port)
     make = ((lambda p, port: vllm_serve_command(p, port, host, gpu_memory_utilization)) if engine == 'vllm'
             else (lambda p, port: mixexperts_serve_command(p, port, host)))
-    return [Server(p, engine, make(p, port), host, port, dev, Path(log_dir)/_log_name(i, p.model))
+    # stand-in servers compute on the CPU: share its cores instead of each taking all of them
+    threads = max(1, (os.cpu_count() or 1) // len(pool)) if engine == 'mixexperts' and 'OMP_NUM_THREADS' not in os.environ else None
+    return [Server(p, engine, make(p, port), host, port, dev, Path(log_dir)/_log_name(i, p.model), threads)
             for i, (p, port, dev) in enumerate(zip(pool, ports, devices))]
 
 # %% ../nbs/03d_pool_serve.ipynb #6d89c68d
@@ -216,6 +219,7 @@ def start_server(s:Server) -> Server:
     s.log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     if s.gpus is not None: env['CUDA_VISIBLE_DEVICES'] = s.gpus
+    if s.threads is not None: env['OMP_NUM_THREADS'] = str(s.threads)
     with open(s.log, 'wb') as f:
         s.proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
                                   preexec_fn=_die_with_parent if sys.platform.startswith('linux') else None)

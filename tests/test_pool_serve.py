@@ -73,6 +73,8 @@ def test_pool_serve_places_servers_on_pretend_gpus(pool):
     assert [s['gpus'] for s in rec['servers']] == ['0', '1']
     # the running processes really carry their devices
     assert [environ_of(s['pid'])['CUDA_VISIBLE_DEVICES'] for s in rec['servers']] == ['0', '1']
+    if 'OMP_NUM_THREADS' not in os.environ:   # CPU servers share the cores
+        assert [environ_of(s['pid'])['OMP_NUM_THREADS'] for s in rec['servers']] == [str(max(1, os.cpu_count() // 2))] * 2
     assert len({s['base_url'] for s in rec['servers']}) == 2
     assert all(Path(s['log']).exists() and Path(s['log']).parent == pool['dir']/'endpoints.logs' for s in rec['servers'])
     assert all(s['command'][1:5] == ['-m', 'mixexperts.cli', 'serve', '--model'] for s in rec['servers'])
