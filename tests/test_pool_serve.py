@@ -13,9 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = ['smollm2-135m-instruct', 'gemma3-270m']
 
 
-def pool_serve(*args, **kw):
-    "`python -m mixexperts.cli pool serve ARGS` in the background, this checkout first on the path."
+def pool_serve(*args, env_path=None, **kw):
+    "`python -m mixexperts.cli pool serve ARGS` in the background, this checkout first on the path (`env_path` first on PATH)."
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get('PYTHONPATH')])]))
+    if env_path: env['PATH'] = os.pathsep.join([str(env_path), env.get('PATH', '')])
     return subprocess.Popen([sys.executable, '-m', 'mixexperts.cli', 'pool', 'serve', *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
@@ -215,3 +216,41 @@ def test_pool_serve_bad_pool_files_and_dry_run(tmp_path):
         code, out, err = run_captured(['pool', 'serve', tmp_path/'bad.yaml', '-o', tmp_path/'e.json', *args])
         assert code == 2 and msg in err and err.count('\n') == 1, err
         assert str(tmp_path/'bad.yaml') in err or 'GPU' in err
+
+
+def test_pool_serve_vllm_engine_execs_the_planned_command(tmp_path):
+    "The vllm path end to end with one substitution: a `vllm` on PATH that records how it was called, then fails."
+    bin_ = tmp_path/'bin'; bin_.mkdir()
+    (bin_/'vllm').write_text('#!/bin/sh\nprintf "%s\\n" "$CUDA_VISIBLE_DEVICES" "$@" > "$0.called"\necho "stand-in vllm: no engine here"\nexit 1\n')
+    (bin_/'vllm').chmod(0o755)
+    (tmp_path/'pool.yaml').write_text('- {model: org/some-model, tp: 2, max_length: 1024}\n')
+    port = choose_ports(1, base_port=23000 + os.getpid() % 20000)[0]
+    proc = pool_serve(tmp_path/'pool.yaml', '-o', tmp_path/'e.json', '--engine', 'vllm', '--gpus', '2,3', '--base-port', port,
+                      env_path=bin_)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and err.startswith("error: the server for model 'org/some-model' exited with code 1 before it was healthy; "
+                                                   f"see its log {tmp_path/'e.logs'/'00_org__some-model.log'} (last line: stand-in vllm: no engine here)"), err
+    called = (bin_/'vllm.called').read_text().splitlines()
+    assert called == ['2,3', 'serve', 'org/some-model', '--served-model-name', 'org/some-model', '--host', '127.0.0.1', '--port', str(port),
+                      '--tensor-parallel-size', '2', '--dtype', 'auto', '--gpu-memory-utilization', '0.9', '--seed', '0', '--max-model-len', '1024']
+
+
+def test_pool_serve_devices_and_more_bad_input(tmp_path, monkeypatch):
+    (tmp_path/'pool.yaml').write_text('models: [smollm2-135m-instruct, gemma3-270m]\n')
+    dry = lambda *a: run_captured(['pool', 'serve', tmp_path/'pool.yaml', '-o', tmp_path/'e.json', '--dry-run', *a])
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '4,5')
+    code, out, err = dry('--engine', 'mixexperts')
+    assert code == 0 and [s['gpus'] for s in json.loads(out)] == ['4', '5']   # the visible GPUs, one per server
+    monkeypatch.delenv('CUDA_VISIBLE_DEVICES')
+    code, out, err = dry('--engine', 'mixexperts')
+    assert code == 0 and [s['gpus'] for s in json.loads(out)] == [None, None]   # no GPU here: CPU servers
+    monkeypatch.setenv('PATH', str(tmp_path))
+    code, out, err = run_captured(['pool', 'serve', tmp_path/'pool.yaml', '-o', tmp_path/'e.json', '--engine', 'vllm', '--gpus', '0,1'])
+    assert code == 2 and "vllm is not installed here (pip install 'mixexperts[gpu]')" in err and not (tmp_path/'e.logs').exists()
+    for text, msg in [('- {model: a, tp: 0}', "models[0] (a): 'tp' must be an integer >= 1"), ('- [unclosed', 'not valid YAML'),
+                      ('{models: [a], gpus: 2}', "unknown key 'gpus'"), ('- a\n- b\n- c', 'the pool needs 3 GPUs')]:
+        (tmp_path/'bad.yaml').write_text(text)
+        code, out, err = run_captured(['pool', 'serve', tmp_path/'bad.yaml', '-o', tmp_path/'e.json', '--gpus', '0,1', '--dry-run'])
+        assert code == 2 and msg in err, err
+    (tmp_path/'e.json').write_text('{"endpoints": {"a": "not-a-url"}}')
+    with pytest.raises(Exception, match=r"e\.json: an endpoints file holds 'endpoints'"): read_endpoints(tmp_path/'e.json')
