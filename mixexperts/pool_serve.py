@@ -15,8 +15,8 @@ from .models import LOCAL_MODELS, resolve_model
 __all__ = ['POOL_DTYPES', 'POOL_KEYS', 'ENGINES', 'ENDPOINTS_FORMAT', 'PoolModel', 'read_pool', 'parse_gpus', 'visible_gpus',
            'assign_gpus', 'choose_ports', 'model_source', 'vllm_serve_command', 'mixexperts_serve_command', 'Server',
            'resolve_engine', 'plan_servers', 'start_server', 'stop_servers', 'is_healthy', 'server_error',
-           'wait_healthy', 'endpoints_record', 'read_endpoints', 'lm_eval_args', 'log_dir_for', 'serve_pool',
-           'watch_servers', 'stop_on_signals']
+           'wait_healthy', 'scores_with_bos', 'endpoints_record', 'read_endpoints', 'lm_eval_args', 'log_dir_for',
+           'serve_pool', 'watch_servers', 'stop_on_signals']
 
 # %% ../nbs/03d_pool_serve.ipynb #27c33ca1
 POOL_DTYPES = ('auto', 'float32', 'bfloat16', 'float16')
@@ -275,12 +275,17 @@ def wait_healthy(servers:list, timeout:float=600.0, poll:float=0.5, on_ready=Non
 # %% ../nbs/03d_pool_serve.ipynb #43794e9a
 ENDPOINTS_FORMAT = 1
 
+def scores_with_bos(model:str) -> bool:
+    "Whether the model is scored with BOS first: a shipped model as registered, else Gemma (lm-eval's own rule for HF models)."
+    spec = LOCAL_MODELS.get(model)
+    return spec.add_bos if spec else 'gemma' in model.lower()
+
 def endpoints_record(servers:list) -> dict:
     "The endpoints file's content for started servers."
-    def tokenizer(s): return model_source(s.model)
     return {'format': ENDPOINTS_FORMAT, 'endpoints': {s.model: s.base_url for s in servers},
             'servers': [dict(model=s.model, base_url=s.base_url, engine=s.engine, gpus=s.gpus, pid=s.proc.pid if s.proc else None,
-                             log=str(s.log), tokenizer=tokenizer(s), max_length=s.pool_model.max_length, command=s.command)
+                             log=str(s.log), tokenizer=model_source(s.model), add_bos=scores_with_bos(s.model),
+                             max_length=s.pool_model.max_length, command=s.command)
                         for s in servers]}
 
 def read_endpoints(path, full:bool=False) -> dict:
@@ -302,6 +307,7 @@ def lm_eval_args(endpoints, # an endpoints file
     if srv is None: raise MixExpertsError(f"{endpoints} serves no model {model!r}; it serves {', '.join(rec['endpoints'])}")
     args = dict(base_url=f"{srv['base_url']}/completions", model=model, tokenizer=srv['tokenizer'], tokenizer_backend='huggingface',
                 tokenized_requests=srv.get('engine') == 'vllm')
+    if srv.get('add_bos'): args['add_bos_token'] = True
     if srv.get('max_length'): args['max_length'] = srv['max_length']
     args.update(extra)
     return ['--model', 'local-completions', '--model_args', ','.join(f'{k}={v}' for k, v in args.items())]

@@ -129,16 +129,19 @@ def test_pool_serve_routed_inference_through_endpoints(pool, tmp_path):
     assert len(recs) == 2 and all(r['selected_model'] in ids and r['response'] for r in recs)
 
 
-def test_pool_serve_lm_eval_local_completions(pool):
+@pytest.mark.parametrize('model', MODELS)
+def test_pool_serve_lm_eval_local_completions(pool, model):
+    "lm-eval's own local-completions model, made from `lm_eval_args`, scores as the package's client does (BOS counted for Gemma)."
     from lm_eval.api.instance import Instance
     from lm_eval.api.registry import get_model
     from mixexperts.remote import OpenAIBackend
-    args = lm_eval_args(pool['endpoints'], 'smollm2-135m-instruct')
+    args = lm_eval_args(pool['endpoints'], model)
     assert args[:3] == ['--model', 'local-completions', '--model_args'] and 'tokenized_requests=False' in args[3]
+    assert ('add_bos_token=True' in args[3]) == (model == 'gemma3-270m')
     lm = get_model(args[1]).create_from_arg_string(args[3])   # exactly what lm-eval's CLI does with these arguments
     reqs = [('Question: What is the capital of France?\nAnswer:', ' Paris'), ('Question: What is the capital of France?\nAnswer:', ' Rome')]
     got = lm.loglikelihood([Instance('loglikelihood', {}, r, i) for i, r in enumerate(reqs)])
-    want = OpenAIBackend('smollm2-135m-instruct', base_url=read_endpoints(pool['endpoints'])['smollm2-135m-instruct']).loglikelihood(reqs)
+    want = OpenAIBackend(model, base_url=read_endpoints(pool['endpoints'])[model]).loglikelihood(reqs)
     assert got[0][0] > got[1][0]
     assert max(abs(g[0] - w[0]) for g, w in zip(got, want)) < 1e-3
     with pytest.raises(Exception, match="serves no model 'qwen'"): lm_eval_args(pool['endpoints'], 'qwen')
