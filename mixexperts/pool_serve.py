@@ -14,9 +14,9 @@ from .models import LOCAL_MODELS, resolve_model
 # %% auto #0
 __all__ = ['POOL_DTYPES', 'POOL_KEYS', 'ENGINES', 'ENDPOINTS_FORMAT', 'PoolModel', 'read_pool', 'parse_gpus', 'visible_gpus',
            'assign_gpus', 'choose_ports', 'model_source', 'vllm_serve_command', 'mixexperts_serve_command', 'Server',
-           'resolve_engine', 'plan_servers', 'start_server', 'stop_servers', 'is_healthy', 'server_error',
-           'wait_healthy', 'scores_with_bos', 'endpoints_record', 'read_endpoints', 'lm_eval_args', 'log_dir_for',
-           'serve_pool', 'watch_servers', 'stop_on_signals']
+           'resolve_engine', 'plan_servers', 'start_server', 'session_members', 'stop_servers', 'is_healthy',
+           'server_error', 'wait_healthy', 'scores_with_bos', 'endpoints_record', 'read_endpoints', 'lm_eval_args',
+           'log_dir_for', 'serve_pool', 'watch_servers', 'stop_on_signals']
 
 # %% ../nbs/03d_pool_serve.ipynb #27c33ca1
 POOL_DTYPES = ('auto', 'float32', 'bfloat16', 'float16')
@@ -214,7 +214,7 @@ def _die_with_parent():
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 def start_server(s:Server) -> Server:
-    "Start `s` in its own process group, output to its log, `CUDA_VISIBLE_DEVICES` set to its GPUs."
+    "Start `s` in its own session, output to its log, `CUDA_VISIBLE_DEVICES` set to its GPUs."
     cmd = _executable(s.command)
     s.log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -225,17 +225,29 @@ def start_server(s:Server) -> Server:
                                   preexec_fn=_die_with_parent if sys.platform.startswith('linux') else None)
     return s
 
-def _signal_group(pid:int, sig):
-    with contextlib.suppress(ProcessLookupError): os.killpg(pid, sig)   # the group is already gone
+def session_members(sid:int) -> list:
+    "Process ids in session `sid` (Linux /proc; elsewhere none): a server and everything it started, even in other groups."
+    out = []
+    for d in Path('/proc').glob('[0-9]*'):
+        try: stat = (d/'stat').read_text()
+        except OSError: continue   # gone meanwhile
+        fields = stat.rsplit(')', 1)[1].split()   # after the command name: state, ppid, pgrp, session, ...
+        if int(fields[3]) == sid: out.append(int(d.name))
+    return out
+
+def _signal_session(sid:int, sig):
+    "Signal the server's process group and every process of its session (a child may have moved to a group of its own)."
+    for kill, target in [(os.killpg, sid), *((os.kill, p) for p in session_members(sid))]:
+        with contextlib.suppress(ProcessLookupError): kill(target, sig)   # already gone
 
 def stop_servers(servers:list, grace:float=15.0):
-    "SIGTERM every started server's process group, wait up to `grace` s, SIGKILL what is left, reap them."
+    "SIGTERM every started server's session, wait up to `grace` s for the servers, SIGKILL what is left, reap them."
     live = [s for s in servers if s.proc is not None]
-    for s in live: _signal_group(s.proc.pid, signal.SIGTERM)
+    for s in live: _signal_session(s.proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     for s in live:
         with contextlib.suppress(subprocess.TimeoutExpired): s.proc.wait(max(0.0, deadline - time.monotonic()))
-    for s in live: _signal_group(s.proc.pid, signal.SIGKILL)   # stragglers of the group (workers) too
+    for s in live: _signal_session(s.proc.pid, signal.SIGKILL)   # stragglers (workers) too
     for s in live: s.proc.wait()
 
 # %% ../nbs/03d_pool_serve.ipynb #f12de7b6

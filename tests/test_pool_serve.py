@@ -39,6 +39,17 @@ def environ_of(pid:int) -> dict:
     return dict(kv.split('=', 1) for kv in Path(f'/proc/{pid}/environ').read_text().split('\0') if '=' in kv)
 
 
+def with_arg(arg:str) -> list:
+    "Live processes with `arg` as one argument of their command line."
+    out = []
+    for d in Path('/proc').iterdir():
+        if not d.name.isdigit(): continue
+        try: argv = (d/'cmdline').read_bytes().split(b'\0')
+        except OSError: continue
+        if arg.encode() in argv and alive(int(d.name)): out.append(int(d.name))
+    return out
+
+
 def listening_on(port:int) -> list:
     "Live processes started with `--port PORT` (a server), not `--base-port PORT` (the pool process)."
     out = []
@@ -257,3 +268,27 @@ def test_pool_serve_devices_and_more_bad_input(tmp_path, monkeypatch):
         assert code == 2 and msg in err, err
     (tmp_path/'e.json').write_text('{"endpoints": {"a": "not-a-url"}}')
     with pytest.raises(Exception, match=r"e\.json: an endpoints file holds 'endpoints'"): read_endpoints(tmp_path/'e.json')
+
+
+def test_pool_serve_server_dying_while_serving_stops_the_pool(tmp_path):
+    "A stand-in `vllm` that answers /health (a static file server), and for one model exits after a few seconds."
+    bin_ = tmp_path/'bin'; bin_.mkdir()
+    (tmp_path/'www').mkdir(); (tmp_path/'www'/'health').write_text('ok')
+    (bin_/'vllm').write_text(f'''#!/bin/sh
+model=$2; while [ $# -gt 0 ]; do [ "$1" = --port ] && port=$2; shift; done
+case $model in *dies*) life=3;; *) life=600;; esac
+timeout $life {sys.executable} -m http.server $port --bind 127.0.0.1 --directory {tmp_path/'www'}
+exit 3
+''')
+    (bin_/'vllm').chmod(0o755)
+    (tmp_path/'pool.yaml').write_text('- org/lives\n- org/dies\n')
+    ep = tmp_path/'e.json'
+    proc = pool_serve(tmp_path/'pool.yaml', '-o', ep, '--engine', 'vllm', '--gpus', '0,1', env_path=bin_)
+    wait_until(lambda: ep.exists() or proc.poll() is not None, 30, 'the endpoints file')
+    pids = [s['pid'] for s in read_endpoints(ep, full=True)['servers']]
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and 'Traceback' not in err, err
+    assert err.startswith(f"error: the server for model 'org/dies' exited with code 3 while serving; see its log {tmp_path/'e.logs'/'01_org__dies.log'}")
+    assert not any(alive(p) for p in pids) and not ep.exists()   # the healthy one was stopped with it
+    # and so was what it started in a process group of its own (`timeout` makes one): stopping goes by session
+    wait_until(lambda: not with_arg(str(tmp_path/'www')), 10, 'the servers started by the stand-in to stop')
