@@ -258,6 +258,12 @@ def test_pool_serve_devices_and_more_bad_input(tmp_path, monkeypatch):
     monkeypatch.delenv('CUDA_VISIBLE_DEVICES')
     code, out, err = dry('--engine', 'mixexperts')
     assert code == 0 and [s['gpus'] for s in json.loads(out)] == [None, None]   # no GPU here: CPU servers
+    import socket
+    with socket.socket() as busy:   # a taken port is skipped
+        busy.bind(('127.0.0.1', 0)); taken = busy.getsockname()[1]
+        code, out, err = dry('--engine', 'mixexperts', '--base-port', taken)
+        ports = [int(s['base_url'].rsplit(':', 1)[1].split('/')[0]) for s in json.loads(out)]
+        assert code == 0 and taken not in ports and min(ports) > taken and len(set(ports)) == 2
     monkeypatch.setenv('PATH', str(tmp_path))
     code, out, err = run_captured(['pool', 'serve', tmp_path/'pool.yaml', '-o', tmp_path/'e.json', '--engine', 'vllm', '--gpus', '0,1'])
     assert code == 2 and "vllm is not installed here (pip install 'mixexperts[gpu]')" in err and not (tmp_path/'e.logs').exists()
