@@ -21,6 +21,7 @@ COMMAND_GROUPS = {
     'route': ('mixexperts.commands.route:add_route_commands', 'routers (MoM, Bench-CoE, zoo): train, eval, predict'),
     'search': ('mixexperts.commands.search:add_search_commands', 'population search over LoRA experts: swarm, bwr'),
     'reproduce': ('mixexperts.reproduce:add_reproduce_commands', 'run the paper notebooks (papermill) and collect a summary'),
+    'pool': ('mixexperts.commands.pool_serve:add_pool_commands', 'a model pool at scale: serve (one OpenAI-compatible server per model)'),
 }
 
 PASS_THROUGH = ('lm-eval',)   # groups whose arguments, -h included, go to another program
@@ -73,3 +74,6 @@ def run_captured(argv:list) -> tuple:
         try: code = main([str(x) for x in argv])
         except SystemExit as e: code = e.code if isinstance(e.code, int) else 2
     return code, out.getvalue(), err.getvalue()
+
+if __name__ == '__main__' and globals().get('__package__') == 'mixexperts':   # `python -m mixexperts.cli …` (not a notebook)
+    sys.exit(main())

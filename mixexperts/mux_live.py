@@ -21,9 +21,9 @@ from .mux_sim import SampleSet
 # %% auto #0
 __all__ = ['STYLES', 'LIVE_TIE_BREAKERS', 'VERBALIZED_QUESTION', 'RUN_FILES', 'SPLITS', 'QUESTION_FIELDS', 'REFERENCE_FIELDS',
            'ModelConfig', 'parse_models', 'load_backend', 'model_style', 'MuxRunConfig', 'load_mux_config',
-           'followup_prompt', 'first_answered', 'RecordLog', 'batch_seed', 'MuxRun', 'call_tokens', 'summarize',
-           'run_summary_text', 'collected_file', 'write_collected', 'records_to_sampleset', 'read_collected',
-           'load_collected']
+           'use_endpoints', 'followup_prompt', 'first_answered', 'RecordLog', 'batch_seed', 'MuxRun', 'call_tokens',
+           'summarize', 'run_summary_text', 'collected_file', 'write_collected', 'records_to_sampleset',
+           'read_collected', 'load_collected']
 
 # %% ../nbs/05b_mux_live.ipynb #44754b08
 STYLES = ('auto', 'chat', 'completion')
@@ -156,6 +156,20 @@ def identity(self:MuxRunConfig) -> dict:
     d.pop('threads'); d.pop('output')
     if d['tie_vote'] is None: d.pop('tie_vote')  # runs saved before the key existed resume unchanged
     return d
+
+# %% ../nbs/05b_mux_live.ipynb #f6b83824
+def use_endpoints(cfg:MuxRunConfig, endpoints:dict, # {model: base URL}, e.g. read from `pool serve`'s endpoints file
+                  source:str='the endpoints', # what to call `endpoints` in errors (the file)
+                 ) -> MuxRunConfig:
+    "`cfg` with every model that has no `base_url` sent to its served endpoint; a model not served is an error."
+    import dataclasses
+    models = []
+    for m in cfg.models:
+        if m.base_url: models.append(m); continue
+        key = next((k for k in (m.model, m.name) if k in endpoints), None)
+        if key is None: raise MixExpertsError(f"model {m.name!r} has no base_url and {source} serve no {m.model!r}; served: {', '.join(endpoints)}")
+        models.append(dataclasses.replace(m, model=key, base_url=endpoints[key]))
+    return dataclasses.replace(cfg, models=models)
 
 # %% ../nbs/05b_mux_live.ipynb #45eab9db
 VERBALIZED_QUESTION = "How confident are you that your answer above is correct? Reply with only a number from 0 to 100."

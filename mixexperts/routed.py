@@ -90,11 +90,17 @@ def parse_pairs(specs, what:str='--route-model') -> dict:
         out[a] = b
     return out
 
-def backend_for(model_id:str, model_map=None, dtype:str='float32', device:str|None=None):
-    "An HFBackend for a router's model id: its mapped path, else the id as a registry name, folder or cached hub id."
+def backend_for(model_id:str, model_map=None, dtype:str='float32', device:str|None=None,
+                endpoints:dict|None=None, # {served model: base URL} (`pool serve`'s endpoints file): served models are used there
+               ):
+    "A backend for a router's model id: its mapped name, else the id as given or as a hub id — served if `endpoints` has it, else loaded."
     from mixexperts.backends import HFBackend
     mm = parse_pairs(model_map)
     cands = [mm[model_id]] if model_id in mm else list(dict.fromkeys([model_id, model_id.replace('__', '/', 1)]))
+    served = next((c for c in cands if c in (endpoints or {})), None)
+    if served is not None:
+        from mixexperts.remote import OpenAIBackend
+        return OpenAIBackend(served, base_url=endpoints[served])
     err = None
     for c in cands:
         try: return HFBackend(c, dtype=dtype, device=device)
@@ -106,7 +112,9 @@ def load_routed_backend(path, # a folder written by Router.save
                         model_map=None, # {model id: registry name / folder} or ['ID=PATH', ...]
                         dtype:str='float32', device:str|None=None,
                         loaded:dict|None=None, # already loaded backends by model id (reused)
-                        name:str|None=None) -> RoutedBackend:
+                        name:str|None=None,
+                        endpoints:dict|None=None, # {served model: base URL}: models served there are not loaded here
+                       ) -> RoutedBackend:
     "A saved router with a backend for each of its models."
     router = Router.load(path)
     loaded = dict(loaded or {})
@@ -114,7 +122,7 @@ def load_routed_backend(path, # a folder written by Router.save
     backends = {}
     for m in router.models:
         key = mm.get(m, m)
-        if key not in loaded and m not in loaded: loaded[key] = backend_for(m, mm, dtype, device)
+        if key not in loaded and m not in loaded: loaded[key] = backend_for(m, mm, dtype, device, endpoints)
         backends[m] = loaded.get(key, loaded.get(m))
     return RoutedBackend(router, backends, name=name or Path(path).name)
 

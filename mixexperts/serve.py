@@ -20,7 +20,8 @@ def token_logprobs(backend:HFBackend, text:str, adapter:str|None=None) -> dict:
     "OpenAI-style `logprobs` of every token of `text`: tokens, token_logprobs (first None), top_logprobs, text_offset."
     import torch
     backend.use_adapter(adapter)
-    enc = backend.tok(text, add_special_tokens=backend.add_bos, return_offsets_mapping=True)
+    bos = backend.tok.bos_token   # a prompt that already starts with BOS (lm-eval's add_bos_token) gets no second one
+    enc = backend.tok(text, add_special_tokens=backend.add_bos and not (bos and text.startswith(bos)), return_offsets_mapping=True)
     ids, offs = enc['input_ids'][-backend.max_length:], enc['offset_mapping'][-backend.max_length:]
     with torch.inference_mode():
         logp = torch.log_softmax(backend.model(input_ids=torch.tensor([ids], device=backend.device)).logits[0].float(), -1)
@@ -116,6 +117,9 @@ def create_app(models:ModelTable):
     "A FastAPI app serving `models` with the OpenAI API."
     app = FastAPI(title='mixexperts', version='1')
     created = int(time.time())
+
+    @app.get('/health')
+    def health(): return {}   # as vLLM's: 200 once the models are loaded (the server listens only then)
 
     @app.get('/v1/models')
     def list_models():

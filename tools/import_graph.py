@@ -21,7 +21,7 @@ LAYERS = [
     ('engines and parameters', ['backends', 'remote', 'params']),
     ('methods', ['routers', 'orchestrator', 'guarded', 'voting', 'merging']),
     ('method runs', ['routing_eval', 'routed', 'mux_sim', 'mux_live', 'experts', 'search']),
-    ('scale', ['pool', 'pool.*']),
+    ('scale', ['pool', 'pool.*', 'pool_*']),
     ('entry points', ['lmeval', 'serve', 'reproduce', 'commands', 'commands.*', 'cli']),
 ]
 IGNORE = {'__init__', '_modidx'}

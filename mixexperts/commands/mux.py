@@ -11,7 +11,8 @@ from ..core import *
 from ..results import add_results_args, results_from_args
 from ..voting import CONFIDENCE, OFFLINE_INPUTS, TIE_BREAKERS, offline_confidences, model_index
 from ..mux_sim import *
-from ..mux_live import MuxRun, load_mux_config, run_summary_text
+from ..mux_live import MuxRun, load_mux_config, run_summary_text, use_endpoints
+from ..pool_serve import read_endpoints
 
 # %% auto #0
 __all__ = ['cmd_mux_simulate', 'cmd_mux_search', 'add_mux_commands', 'cmd_mux_run']
@@ -153,6 +154,7 @@ def cmd_mux_run(a):
     cfg, output = load_mux_config(a.config)
     over = {k: v for k, v in (('n_questions', a.n_questions), ('k', a.k), ('threads', a.threads)) if v is not None}
     if over: cfg = dataclasses.replace(cfg, **over)
+    if a.endpoints: cfg = use_endpoints(cfg, read_endpoints(a.endpoints), str(a.endpoints))
     output = a.output or output
     if not output: raise MixExpertsError("say where the run goes: --output DIR, or output: in the config")
     s = MuxRun(cfg, output, force=a.force).run(progress=a.progress)
@@ -164,6 +166,7 @@ def _add_run_args(p):
     p.add_argument('--n-questions', type=int, help='test questions (overrides the config)')
     p.add_argument('--k', type=int, help='samples per model per question (overrides the config)')
     p.add_argument('--threads', type=int, help='torch CPU threads (speed only)')
+    p.add_argument('--endpoints', metavar='FILE', help="models without base_url go to these servers (`pool serve`'s endpoints file)")
     p.add_argument('--force', action='store_true', help='discard a run the folder holds and start over')
     p.add_argument('--progress', action='store_true', help='one line per batch on stderr')
     p.add_argument('--json', action='store_true', help='print the summary as one JSON object')

@@ -13,6 +13,7 @@ from ..routers import ROUTERS, DEFAULT_ROUTER, Router, get_router, member_spec, 
 from ..routing_eval import DEFAULT_ROUTERS, RouteConfig, read_route_config, resolve_routers, cross_validate
 from ..routing_eval import cross_benchmark, wins_ties_losses
 from ..routed import parse_pairs, load_routed_backend, route_generate
+from ..pool_serve import read_endpoints
 
 # %% auto #0
 __all__ = ['check_config_models', 'parse_params', 'cmd_route_train', 'with_default', 'cmd_route_eval', 'cmd_route_predict',
@@ -140,7 +141,8 @@ def cmd_route_predict(a):
     "Route queries with a saved router; with --generate, let the chosen models answer."
     texts = check_texts(_read_queries(a))
     if a.generate:
-        routed = load_routed_backend(a.router, a.route_model, a.dtype, a.device)
+        eps = read_endpoints(a.endpoints) if a.endpoints else None
+        routed = load_routed_backend(a.router, a.route_model, a.dtype, a.device, endpoints=eps)
         recs = route_generate(routed, texts, chat=not a.raw, max_tokens=a.max_tokens, temperature=a.temperature, seed=a.seed)
     else: recs = Router.load(a.router).route(texts, [a.subject] * len(texts) if a.subject else None).records(texts)
     for r in recs: print(json.dumps(r, ensure_ascii=False))
@@ -177,6 +179,7 @@ def add_route_commands(p:argparse.ArgumentParser, # the `route` group's parser (
     d.add_argument('--subject', help='the subject of every query, for subject routers')
     d.add_argument('--generate', action='store_true', help="answer each query with the chosen model")
     d.add_argument('--route-model', action='append', default=[], metavar='ID=PATH', help='backend for a router model id (repeatable)')
+    d.add_argument('--endpoints', metavar='FILE', help="answer with the models `pool serve` serves (its endpoints file) instead of loading them")
     d.add_argument('--raw', action='store_true', help='send queries as raw prompts, not chats')
     d.add_argument('--max-tokens', type=int, default=256); d.add_argument('--temperature', type=float, default=0.0)
     d.add_argument('--seed', type=int, default=None); d.add_argument('--dtype', default='float32'); d.add_argument('--device', default=None)
