@@ -21,6 +21,7 @@ min_python = cfg['min_python']
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
 gpu_requirements = shlex.split(cfg.get('gpu_requirements', ''))
+cluster_requirements = shlex.split(cfg.get('cluster_requirements', ''))
 models_requirements = shlex.split(cfg.get('models_requirements', ''))
 docs_requirements = shlex.split(cfg.get('docs_requirements', ''))
 console_scripts = cfg.get('console_scripts', '').split()
@@ -37,7 +38,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements, 'gpu': gpu_requirements, 'models': models_requirements, 'docs': docs_requirements},
+    extras_require={'dev': dev_requirements, 'gpu': gpu_requirements, 'cluster': cluster_requirements, 'models': models_requirements, 'docs': docs_requirements},
     dependency_links=cfg.get('dep_links', '').split(),
     python_requires='>=' + cfg['min_python'],
     long_description=open('README.md', encoding='utf-8').read(),

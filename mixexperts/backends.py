@@ -14,7 +14,9 @@ from .core import progress as progress_bar   # `progress` is a parameter name be
 from .models import LOCAL_MODELS, resolve_model
 
 # %% auto #0
-__all__ = ['Completion', 'check_sampling', 'is_chat', 'Backend', 'HFBackend', 'train_lora']
+__all__ = ['DTYPES', 'Completion', 'check_sampling', 'is_chat', 'Backend', 'default_device', 'torch_dtype', 'load_kwargs',
+           'load_causal_lm', 'default_add_bos', 'render_prompt', 'encode_text', 'prompt_token_ids', 'pair_token_ids',
+           'HFBackend', 'train_lora']
 
 # %% ../nbs/03_backends.ipynb #34a606fb
 @dataclass
@@ -87,29 +89,96 @@ def _cut_at_stop(text:str, stop:list) -> tuple[str, bool]:
     return (text[:min(hits)], True) if hits else (text, False)
 
 # %% ../nbs/03_backends.ipynb #80e5b4ba
+DTYPES = ('auto', 'float32', 'bfloat16', 'float16')
+
+def default_device() -> str:
+    "cuda if a CUDA GPU is visible, else cpu."
+    import torch
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+def torch_dtype(dtype, # a name in DTYPES (or a torch dtype)
+                device:str='cpu'):
+    "The torch dtype `dtype` means on `device`: 'auto' is bf16 on CUDA GPUs that have it, fp16 on other CUDA GPUs, fp32 elsewhere."
+    import torch
+    if isinstance(dtype, torch.dtype): return dtype
+    if dtype not in DTYPES: raise MixExpertsError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype != 'auto': return getattr(torch, dtype)
+    if not str(device).startswith('cuda'): return torch.float32
+    with torch.cuda.device(torch.device(device)): return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+# %% ../nbs/03_backends.ipynb #f8889e85
+def load_kwargs(dtype='auto', device:str|None=None, device_map=None, trust_remote_code:bool=False) -> dict:
+    "`from_pretrained` keywords for a causal LM: the resolved dtype, and `device_map` (checked: it needs accelerate)."
+    if device_map is None: return dict(dtype=torch_dtype(dtype, device or default_device()), trust_remote_code=trust_remote_code)
+    if device is not None: raise MixExpertsError(f"give device ({device!r}) or device_map ({device_map!r}), not both")
+    if importlib.util.find_spec('accelerate') is None:
+        raise MixExpertsError(f"device_map={device_map!r} needs the accelerate package: pip install accelerate (or give device= instead)")
+    return dict(dtype=torch_dtype(dtype, default_device()), device_map=device_map, trust_remote_code=trust_remote_code)
+
+def load_causal_lm(path, dtype='auto', device:str|None=None, device_map=None, trust_remote_code:bool=False) -> tuple:
+    "A transformers causal LM from `path`, on `device` or placed by `device_map`, and the device its inputs go to."
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(str(path), **load_kwargs(dtype, device, device_map, trust_remote_code))
+    if device_map is not None: return model, str(model.get_input_embeddings().weight.device)
+    device = device or default_device()
+    return model.to(device), device
+
+# %% ../nbs/03_backends.ipynb #e0a93eaa
+def default_add_bos(model:str, path) -> bool:
+    "Whether raw prompts of this model get BOS: the registry's setting, else True for Gemma models (as lm-eval does)."
+    spec = LOCAL_MODELS.get(model)
+    if spec is not None: return spec.add_bos
+    cfg = Path(path)/'config.json'
+    return cfg.exists() and 'gemma' in str(json.loads(cfg.read_text()).get('model_type', ''))
+
+def render_prompt(tok, prompt) -> tuple[str, bool]:
+    "Prompt text, and whether a chat template made it (its text then holds the special tokens)."
+    if not is_chat(prompt): return prompt, False
+    if tok.chat_template: return tok.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True), True
+    return _plain_chat(prompt), False
+
+def encode_text(tok, text:str, add_bos:bool) -> list:
+    "Token ids of `text`, with the tokenizer's special tokens (BOS) only when `add_bos`."
+    return tok(text, add_special_tokens=add_bos)['input_ids']
+
+def prompt_token_ids(tok, prompt, add_bos:bool) -> list:
+    "The token ids a generation request feeds the model (before any cut to the window)."
+    text, templated = render_prompt(tok, prompt)
+    return encode_text(tok, text, False if templated else add_bos)
+
+def pair_token_ids(tok, context:str, continuation:str, add_bos:bool) -> tuple[list, list]:
+    "lm-eval's split of a scoring request into context and continuation token ids."
+    n_sp = len(context) - len(context.rstrip())
+    if n_sp: context, continuation = context[:-n_sp], context[-n_sp:] + continuation
+    whole = encode_text(tok, context + continuation, add_bos)
+    ctx = encode_text(tok, context, add_bos)
+    if not ctx:  # an empty context: condition on BOS (or EOS), as lm-eval does
+        return [tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id], whole
+    return ctx, whole[len(ctx):]
+
+# %% ../nbs/03_backends.ipynb #6447313c
 class HFBackend(Backend):
     "A transformers causal LM on CPU or GPU, loaded once; batched sampling, scoring and LoRA hot-swap."
-    def __init__(self, model:str='smollm2-135m-instruct', # registry name, local folder or cached hub id
-                 dtype:str='float32', # 'float32', 'bfloat16' or 'float16'
+    def __init__(self, model:str='smollm2-135m-instruct', # registry name, local folder or hub id
+                 dtype:str='auto', # 'auto' (bf16/fp16 on a CUDA GPU, fp32 on CPU), 'float32', 'bfloat16' or 'float16'
                  device:str|None=None, # 'cpu', 'cuda', ...; default: cuda if available
+                 device_map:str|dict|None=None, # instead of device: transformers' placement, e.g. 'auto' for a model larger than one GPU
                  batch_size:int=16, # prompts (generate) or contexts (loglikelihood) per forward pass
                  max_length:int|None=None, # context window; default: the model's, capped at 4096
-                 add_bos:bool|None=None, # prepend BOS to raw prompts; default from the registry
+                 add_bos:bool|None=None, # prepend BOS to raw prompts; default: `default_add_bos`
                  pad_budget:float|str|None='auto', # scoring: split a batch rather than pad more than this share of its tokens; 'auto': 0.1 on CPU, off on GPU
                  trust_remote_code:bool=False):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
         self.torch = torch
         self.path = resolve_model(model)
         self.name = model if model in LOCAL_MODELS else Path(model).name
-        self.device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
         self.tok = AutoTokenizer.from_pretrained(str(self.path), trust_remote_code=trust_remote_code)
-        self.model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=getattr(torch, dtype),
-                                                          trust_remote_code=trust_remote_code).to(self.device).eval()
+        model_, self.device = load_causal_lm(self.path, dtype, device, device_map, trust_remote_code)
+        self.model = model_.eval()
         if self.tok.pad_token_id is None: self.tok.pad_token = self.tok.eos_token
         self.tok.padding_side = 'left'
-        spec = LOCAL_MODELS.get(model)
-        self.add_bos = add_bos if add_bos is not None else (spec.add_bos if spec else False)
+        self.add_bos = add_bos if add_bos is not None else default_add_bos(model, self.path)
         self.batch_size = batch_size
         self.pad_budget = (0.1 if self.device == 'cpu' else None) if pad_budget == 'auto' else pad_budget
         ctx = getattr(self.model.config, 'max_position_embeddings', None) or 2048
@@ -121,22 +190,19 @@ class HFBackend(Backend):
 # %% ../nbs/03_backends.ipynb #2268d79e
 @patch
 def _encode(self:HFBackend, text:str, special:bool|None=None) -> list:
-    return self.tok(text, add_special_tokens=self.add_bos if special is None else special)['input_ids']
+    return encode_text(self.tok, text, self.add_bos if special is None else special)
 
 # %% ../nbs/03_backends.ipynb #a0f6079c
 @patch
 def _render(self:HFBackend, prompt) -> tuple[str, bool]:
     "Prompt text, and whether the template already holds the special tokens."
-    if not is_chat(prompt): return prompt, False
-    if self.tok.chat_template: return self.tok.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True), True
-    return _plain_chat(prompt), False
+    return render_prompt(self.tok, prompt)
 
 # %% ../nbs/03_backends.ipynb #8731d99d
 @patch
 def prompt_ids(self:HFBackend, prompt, budget:int) -> list:
     "Token ids of a prompt, fitted into `budget` tokens (see above)."
-    text, templated = self._render(prompt)
-    ids = self._encode(text, special=False if templated else None)
+    ids = prompt_token_ids(self.tok, prompt, self.add_bos)
     if len(ids) <= budget: return ids
     if not is_chat(prompt):
         warnings.warn(f"prompt of {len(ids)} tokens cut from the left to {budget}", DataWarning, stacklevel=3)
@@ -210,15 +276,8 @@ def _completion(self:HFBackend, toks:list, n_prompt:int, stop:list, eos:set, max
 # %% ../nbs/03_backends.ipynb #dd3b7816
 @patch
 def encode_pair(self:HFBackend, context:str, continuation:str) -> tuple[list, list]:
-    "lm-eval's split of a request into context and continuation tokens."
-    n_sp = len(context) - len(context.rstrip())
-    if n_sp: context, continuation = context[:-n_sp], context[-n_sp:] + continuation
-    whole = self._encode(context + continuation)
-    ctx = self._encode(context)
-    if not ctx:  # an empty context: condition on BOS (or EOS), as lm-eval does
-        ctx = [self.tok.bos_token_id if self.tok.bos_token_id is not None else self.tok.eos_token_id]
-        return ctx, whole
-    return ctx, whole[len(ctx):]
+    "lm-eval's split of a request into context and continuation tokens (`pair_token_ids`)."
+    return pair_token_ids(self.tok, context, continuation, self.add_bos)
 
 # %% ../nbs/03_backends.ipynb #81bee317
 def _common_prefix(seqs:list) -> int:
@@ -418,11 +477,14 @@ def train_lora(base:str, # registry name or folder of the base model
                out, # folder to write the peft adapter to
                r:int=8, alpha:int=16, steps:int=20, lr:float=2e-3, batch_size:int=4, max_length:int=256,
                target_modules:list|None=None, # default: attention and MLP projections
-               seed:int=0, force:bool=False, progress:bool=False) -> Path:
+               seed:int=0, force:bool=False, progress:bool=False,
+               dtype:str='auto', # the base model's dtype ('auto': bf16/fp16 on a CUDA GPU, fp32 on CPU); the LoRA factors train in fp32
+               device:str|None=None, # default: cuda if available
+              ) -> Path:
     "Fine-tune a LoRA adapter on `texts` and save it as a peft folder (atomic; refuses to overwrite)."
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
     if not texts: raise MixExpertsError("train_lora needs at least one training text")
     out = check_writable(out, force)
     seed_everything(seed)
@@ -430,7 +492,7 @@ def train_lora(base:str, # registry name or folder of the base model
     tok = AutoTokenizer.from_pretrained(str(path))
     if tok.pad_token_id is None: tok.pad_token = tok.eos_token
     tok.padding_side = 'right'
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    model, device = load_causal_lm(path, dtype, device)
     targets = target_modules or ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']
     model = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0,
                                              task_type='CAUSAL_LM'))
@@ -439,7 +501,7 @@ def train_lora(base:str, # registry name or folder of the base model
     model.train()
     for step in progress_bar(range(steps), desc='LoRA steps', disable=not progress):
         batch = [texts[i] for i in rng.choice(len(texts), size=min(batch_size, len(texts)), replace=False)]
-        enc = tok(batch, return_tensors='pt', padding=True, truncation=True, max_length=max_length)
+        enc = tok(batch, return_tensors='pt', padding=True, truncation=True, max_length=max_length).to(device)
         labels = enc['input_ids'].masked_fill(enc['attention_mask'] == 0, -100)
         loss = model(**enc, labels=labels).loss
         loss.backward(); opt.step(); opt.zero_grad()

@@ -24,7 +24,7 @@ class MixExpertsLM(LM):
     "Any mixexperts backend (or router / ensemble with the same methods) as an lm-eval model."
     def __init__(self, backend=None, # a Backend-like object; built from `model` when None
                  model:str='smollm2-135m-instruct', # registry name or folder, for an HFBackend
-                 batch_size:int|str=16, max_gen_toks:int=256, device:str|None=None, dtype:str='float32',
+                 batch_size:int|str=16, max_gen_toks:int=256, device:str|None=None, dtype:str='auto',
                  router:str|None=None, # a saved router folder: evaluate the route-then-answer pipeline instead
                  route_models:str|None=None, # 'ID:PATH;ID:PATH': what to load for the router's model ids
                  **kw):

@@ -10,7 +10,7 @@ from pathlib import Path
 from .core import *
 
 # %% auto #0
-__all__ = ['LOCAL_MODELS', 'ModelSpec', 'gguf_path', 'convert_gguf', 'resolve_model']
+__all__ = ['LOCAL_MODELS', 'ModelSpec', 'gguf_path', 'convert_gguf', 'resolve_model', 'hub_offline', 'hub_cache', 'fetch_model']
 
 # %% ../nbs/02b_models.ipynb #a38c7593
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def convert_gguf(src:Path, out:Path, add_bos:bool=False) -> Path:
     return out
 
 # %% ../nbs/02b_models.ipynb #83695904
-def resolve_model(name_or_path:str, # registry name, local folder, or hub id in the local HF cache
+def resolve_model(name_or_path:str, # registry name, local folder, or hub id (downloaded unless HF_HUB_OFFLINE is set)
                  ) -> Path:
     "A transformers-loadable folder for `name_or_path`, converting a registry GGUF once into the cache."
     spec = LOCAL_MODELS.get(name_or_path)
@@ -108,9 +108,57 @@ def resolve_model(name_or_path:str, # registry name, local folder, or hub id in 
     if p.is_dir():
         if not (p/'config.json').exists(): raise MixExpertsError(f"{p} is a folder but holds no config.json (not a transformers model)")
         return p
+    return fetch_model(name_or_path)
+
+# %% ../nbs/02b_models.ipynb #78617ee8
+def _env_true(name:str) -> bool: return os.environ.get(name, '').strip().lower() in ('1', 'true', 'yes', 'on')
+
+def hub_offline() -> bool:
+    "Whether `HF_HUB_OFFLINE` (or `TRANSFORMERS_OFFLINE`) is set now (read at call time, not at import)."
+    return _env_true('HF_HUB_OFFLINE') or _env_true('TRANSFORMERS_OFFLINE')
+
+def hub_cache() -> Path:
+    "The Hugging Face hub cache the environment names now (`HF_HUB_CACHE`, else `HF_HOME`/hub)."
+    if os.environ.get('HF_HUB_CACHE'): return Path(os.environ['HF_HUB_CACHE']).expanduser()
+    return Path(os.environ.get('HF_HOME') or '~/.cache/huggingface').expanduser()/'hub'
+
+# %% ../nbs/02b_models.ipynb #1ab060b4
+def _hub_error(repo_id:str, e:Exception, offline:bool, endpoint:str) -> MixExpertsError:
+    "The one clear error for a failed hub resolution."
+    from huggingface_hub.errors import (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, HFValidationError,
+                                        LocalEntryNotFoundError, OfflineModeIsEnabled)
+    known = f"not a registry name ({', '.join(LOCAL_MODELS)}) nor a local folder"
+    login = "log in with `hf auth login` or set HF_TOKEN"
+    if isinstance(e, HFValidationError): return MixExpertsError(f"unknown model {repo_id!r}: {known}, nor a hub id (org/name)")
+    if isinstance(e, GatedRepoError):
+        return MixExpertsError(f"model {repo_id!r} is gated on {endpoint}: accept its licence on {endpoint}/{repo_id} and {login}")
+    if isinstance(e, RepositoryNotFoundError):
+        status = getattr(getattr(e, 'response', None), 'status_code', None)
+        return MixExpertsError(f"model {repo_id!r} was not found on {endpoint}{f' (HTTP {status})' if status else ''}: check the id; "
+                               f"if it is private or gated, {login}")
+    if isinstance(e, RevisionNotFoundError): return MixExpertsError(f"model {repo_id!r} has no such revision on {endpoint}: {e}")
+    if offline:
+        return MixExpertsError(f"unknown model {repo_id!r}: {known}, and not in the Hugging Face cache {hub_cache()}; "
+                               f"HF_HUB_OFFLINE is set: unset it to download it, or download it beforehand (`hf download {repo_id}`)")
+    if isinstance(e.__cause__, OfflineModeIsEnabled) or isinstance(e, OfflineModeIsEnabled):
+        return MixExpertsError(f"cannot download {repo_id!r}: huggingface_hub was imported in this process while HF_HUB_OFFLINE "
+                               "was set and refuses every request since; run in a fresh process without HF_HUB_OFFLINE")
+    if isinstance(e, LocalEntryNotFoundError):
+        return MixExpertsError(f"cannot download {repo_id!r} ({known}): {endpoint} did not answer and the model is not in "
+                               f"the cache {hub_cache()}; check the network (or HF_ENDPOINT), or set HF_HUB_OFFLINE=1 with a pre-downloaded copy")
+    return MixExpertsError(f"cannot download {repo_id!r} from {endpoint}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+
+# %% ../nbs/02b_models.ipynb #64656561
+def fetch_model(repo_id:str, # a hub id, e.g. 'HuggingFaceTB/SmolLM2-135M-Instruct'
+                revision:str|None=None, # branch, tag or commit (default: main)
+                token:str|bool|None=None, # default: HF_TOKEN or the `hf auth login` token
+               ) -> Path:
+    "The snapshot folder of a hub model: downloaded (with progress) unless HF_HUB_OFFLINE is set, else from the cache."
+    from huggingface_hub import snapshot_download
+    offline = hub_offline()
+    endpoint = (os.environ.get('HF_ENDPOINT') or 'https://huggingface.co').rstrip('/')
     try:
-        from huggingface_hub import snapshot_download
-        return Path(snapshot_download(name_or_path, local_files_only=True))
-    except Exception:
-        raise MixExpertsError(f"unknown model {name_or_path!r}: not a registry name ({', '.join(LOCAL_MODELS)}), "
-                              "not a local folder, and not in the local Hugging Face cache") from None
+        return Path(snapshot_download(repo_id, revision=revision, token=token, local_files_only=offline,
+                                      endpoint=endpoint, cache_dir=hub_cache()))
+    except Exception as e:   # huggingface_hub's errors (and httpx's) become one message naming the id
+        raise _hub_error(repo_id, e, offline, endpoint) from None

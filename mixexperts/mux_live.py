@@ -61,7 +61,7 @@ def parse_models(specs:list) -> list:
 
 # %% ../nbs/05b_mux_live.ipynb #4326da02
 def load_backend(mc:ModelConfig, # the model
-                 device:str|None=None, dtype:str='float32', # for local models
+                 device:str|None=None, dtype:str='auto', # for local models
                 ) -> Backend:
     "The backend of one model: a transformers model loaded locally, or a client of its server."
     if mc.base_url:
@@ -103,7 +103,7 @@ class MuxRunConfig:
     batch_questions: int = 16       # questions per backend call
     data: str|None = None           # the benchmark's data file or folder; default: the shared data
     device: str|None = None         # for local models
-    dtype: str = 'float32'
+    dtype: str = 'auto'            # 'auto': bf16/fp16 on a CUDA GPU, fp32 on CPU
     threads: int|None = None        # torch CPU threads (speed only)
     output: str|None = None         # the run folder (the command's --output overrides it)
 

@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
 from .core import *
-from .backends import Backend, Completion, is_chat
+from .backends import Backend, Completion, is_chat, check_sampling, default_add_bos, prompt_token_ids, pair_token_ids
+from .models import resolve_model
 
 # %% auto #0
-__all__ = ['OpenAIBackend', 'vllm_available', 'VLLMBackend']
+__all__ = ['OpenAIBackend', 'vllm_available', 'check_vllm_args', 'vllm_engine_kwargs', 'sampling_kwargs', 'scoring_kwargs',
+           'VLLMBackend', 'scoring_requests']
 
 # %% ../nbs/03a_remote.ipynb #0e34d578
 class OpenAIBackend(Backend):
@@ -130,25 +132,73 @@ def vllm_available() -> tuple[bool, str]:
     return True, ''
 
 # %% ../nbs/03a_remote.ipynb #83f209de
+def check_vllm_args(tensor_parallel_size:int=1, gpu_memory_utilization:float=0.85, max_model_len:int|None=None,
+                    data_parallel_size:int=1, what:str='vLLM engine'):
+    "Raise a clear error for engine sizes vLLM (or this package) refuses."
+    def whole(x): return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+    if not whole(tensor_parallel_size) or tensor_parallel_size < 1:
+        raise MixExpertsError(f"{what}: tensor_parallel_size must be an integer >= 1 (GPUs per engine), got {tensor_parallel_size!r}")
+    if data_parallel_size != 1:
+        raise MixExpertsError(f"{what}: data_parallel_size={data_parallel_size!r} is not supported: run one engine per GPU "
+                              "(or per tensor-parallel group) instead: many GPUs = many engines (`mixexperts pool eval|serve` place them)")
+    if isinstance(gpu_memory_utilization, bool) or not isinstance(gpu_memory_utilization, (int, float)) or not 0 < gpu_memory_utilization <= 1:
+        raise MixExpertsError(f"{what}: gpu_memory_utilization is the share of each GPU's memory in (0, 1], got {gpu_memory_utilization!r}")
+    if max_model_len is not None and (not whole(max_model_len) or max_model_len < 1):
+        raise MixExpertsError(f"{what}: max_model_len must be a positive integer (tokens) or None, got {max_model_len!r}")
+
+def vllm_engine_kwargs(model:str, # registry name, local folder or hub id
+                       tensor_parallel_size:int=1, gpu_memory_utilization:float=0.85, max_model_len:int|None=None,
+                       dtype:str='auto', enable_lora:bool=False, max_lora_rank:int=16, max_loras:int=8,
+                       seed:int=0, trust_remote_code:bool=False, data_parallel_size:int=1, **engine_kw) -> dict:
+    "The checked keyword arguments of `vllm.LLM` for `model` (built and asserted without vLLM)."
+    check_vllm_args(tensor_parallel_size, gpu_memory_utilization, max_model_len, data_parallel_size)
+    if dtype not in ('auto', 'float32', 'bfloat16', 'float16'):
+        raise MixExpertsError(f"vLLM dtype must be auto, float32, bfloat16 or float16, got {dtype!r}")
+    if 'data_parallel_size' in engine_kw: raise MixExpertsError("data_parallel_size is not supported (one engine per GPU)")
+    kw = dict(model=str(resolve_model(model)), tensor_parallel_size=int(tensor_parallel_size),
+              gpu_memory_utilization=float(gpu_memory_utilization), dtype=dtype, enable_prefix_caching=True, seed=seed,
+              trust_remote_code=trust_remote_code, **engine_kw)
+    if max_model_len: kw['max_model_len'] = int(max_model_len)
+    if enable_lora: kw.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=max_loras)
+    return kw
+
+def _make_vllm_engine(kwargs:dict):
+    "The one place a vLLM engine is constructed."
+    from vllm import LLM
+    return LLM(**kwargs)
+
+# %% ../nbs/03a_remote.ipynb #b36b9dc8
+def sampling_kwargs(n:int=1, temperature:float=0.0, top_p:float=1.0, max_tokens:int=256, stop:list|None=None,
+                    seed:int|None=None) -> dict:
+    "`SamplingParams` keywords of a generation request."
+    check_sampling(n, temperature, top_p, max_tokens)
+    return dict(n=int(n), temperature=float(temperature), top_p=float(top_p), max_tokens=int(max_tokens),
+                stop=list(stop) if stop else None, seed=seed)
+
+def scoring_kwargs() -> dict:
+    "`SamplingParams` keywords of a scoring request: one generated token, the prompt's log-probabilities."
+    return dict(max_tokens=1, temperature=0.0, prompt_logprobs=1)
+
+# %% ../nbs/03a_remote.ipynb #399f1a14
 class VLLMBackend(Backend):
-    "A vLLM engine: n samples with prefix caching, multi-LoRA per request, tensor/data parallel settings passed through."
+    "A vLLM engine: n samples with prefix caching, multi-LoRA per request, tensor parallelism; token ids built as the HF backend builds them."
     def __init__(self, model:str, # registry name, local folder or hub id
-                 tensor_parallel_size:int=1, data_parallel_size:int=1,
-                 gpu_memory_utilization:float=0.85, max_model_len:int|None=None, dtype:str='auto',
-                 enable_lora:bool=False, max_lora_rank:int=16, max_loras:int=8,
-                 seed:int=0, trust_remote_code:bool=False, **engine_kw):
+                 tensor_parallel_size:int=1, # GPUs this engine spans
+                 gpu_memory_utilization:float=0.85, # share of each GPU's memory the engine may take
+                 max_model_len:int|None=None, # context window (default: the model's)
+                 dtype:str='auto', enable_lora:bool=False, max_lora_rank:int=16, max_loras:int=8,
+                 seed:int=0, trust_remote_code:bool=False,
+                 add_bos:bool|None=None, # prepend BOS to raw prompts; default: `default_add_bos`
+                 data_parallel_size:int=1, # refused above 1: many GPUs = many engines
+                 **engine_kw):
+        kw = vllm_engine_kwargs(model, tensor_parallel_size, gpu_memory_utilization, max_model_len, dtype, enable_lora,
+                                max_lora_rank, max_loras, seed, trust_remote_code, data_parallel_size, **engine_kw)
         ok, why = vllm_available()
         if not ok: raise MixExpertsError(f"VLLMBackend cannot run here: {why}")
-        from vllm import LLM
-        from mixexperts.models import resolve_model, LOCAL_MODELS
-        path = str(resolve_model(model)) if model in LOCAL_MODELS or Path(model).is_dir() else model
-        kw = dict(model=path, tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
-                  dtype=dtype, enable_prefix_caching=True, seed=seed, trust_remote_code=trust_remote_code, **engine_kw)
-        if data_parallel_size > 1: kw['data_parallel_size'] = data_parallel_size
-        if max_model_len: kw['max_model_len'] = max_model_len
-        if enable_lora: kw.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=max_loras)
-        self.llm, self.name = LLM(**kw), Path(model).name
+        self.engine_kwargs = kw
+        self.llm, self.name = _make_vllm_engine(kw), Path(model).name
         self.tok = self.llm.get_tokenizer()
+        self.add_bos = add_bos if add_bos is not None else default_add_bos(model, kw['model'])
         self.adapters: dict = {}
 
     def load_adapter(self, path, name:str|None=None) -> str:
@@ -164,36 +214,33 @@ class VLLMBackend(Backend):
         if adapter not in self.adapters: raise MixExpertsError(f"no adapter {adapter!r} loaded; loaded: {list(self.adapters)}")
         return self.adapters[adapter]
 
-# %% ../nbs/03a_remote.ipynb #6cccff27
+# %% ../nbs/03a_remote.ipynb #93ba0b67
+def scoring_requests(tok, requests:list, add_bos:bool) -> list:
+    "(token ids of context + continuation, number of context tokens) for each scoring request."
+    out = []
+    for ctx, cont in requests:
+        c, x = pair_token_ids(tok, ctx, cont, add_bos)
+        out.append((c + x, len(c)))
+    return out
+
 @patch
 def _generate(self:VLLMBackend, prompts, n, temperature, top_p, max_tokens, stop, seed, adapter):
     from vllm import SamplingParams
-    sp = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=stop or None, seed=seed)
-    lora, out = self._lora(adapter), [None] * len(prompts)
-    chats = [i for i, p in enumerate(prompts) if is_chat(p)]
-    texts = [i for i in range(len(prompts)) if i not in set(chats)]
-    if chats:
-        for i, r in zip(chats, self.llm.chat([list(prompts[i]) for i in chats], sp, lora_request=lora, use_tqdm=False)): out[i] = r
-    if texts:
-        for i, r in zip(texts, self.llm.generate([prompts[i] for i in texts], sp, lora_request=lora, use_tqdm=False)): out[i] = r
-    return [[Completion(o.text, len(r.prompt_token_ids), len(o.token_ids), o.finish_reason or 'stop') for o in r.outputs] for r in out]
+    from vllm.inputs import TokensPrompt
+    sp = SamplingParams(**sampling_kwargs(n, temperature, top_p, max_tokens, stop, seed))
+    ids = [prompt_token_ids(self.tok, p, self.add_bos) for p in prompts]
+    res = self.llm.generate([TokensPrompt(prompt_token_ids=x) for x in ids], sp, lora_request=self._lora(adapter), use_tqdm=False)
+    return [[Completion(o.text, len(r.prompt_token_ids), len(o.token_ids), o.finish_reason or 'stop') for o in r.outputs] for r in res]
 
-# %% ../nbs/03a_remote.ipynb #b36b9dc8
+# %% ../nbs/03a_remote.ipynb #f3ab75dc
 @patch
 def _loglikelihood(self:VLLMBackend, requests, adapter=None):
     "Prompt log-probabilities of context + continuation (one prefix-cached pass per request)."
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
-    pairs = []
-    for ctx, cont in requests:
-        n_sp = len(ctx) - len(ctx.rstrip())
-        if n_sp: ctx, cont = ctx[:-n_sp], ctx[-n_sp:] + cont
-        whole = self.tok(ctx + cont, add_special_tokens=False)['input_ids']
-        c = self.tok(ctx, add_special_tokens=False)['input_ids']
-        if not c: c = [self.tok.bos_token_id if self.tok.bos_token_id is not None else self.tok.eos_token_id]; whole = c + whole
-        pairs.append((whole, len(c)))
-    sp = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1)
-    res = self.llm.generate([TokensPrompt(prompt_token_ids=w) for w, _ in pairs], sp, lora_request=self._lora(adapter), use_tqdm=False)
+    pairs = scoring_requests(self.tok, requests, self.add_bos)
+    res = self.llm.generate([TokensPrompt(prompt_token_ids=w) for w, _ in pairs], SamplingParams(**scoring_kwargs()),
+                            lora_request=self._lora(adapter), use_tqdm=False)
     out = []
     for (whole, n_ctx), r in zip(pairs, res):
         total, greedy = 0.0, True

@@ -90,7 +90,7 @@ def parse_pairs(specs, what:str='--route-model') -> dict:
         out[a] = b
     return out
 
-def backend_for(model_id:str, model_map=None, dtype:str='float32', device:str|None=None,
+def backend_for(model_id:str, model_map=None, dtype:str='auto', device:str|None=None,
                 endpoints:dict|None=None, # {served model: base URL} (`pool serve`'s endpoints file): served models are used there
                ):
     "A backend for a router's model id: its mapped name, else the id as given or as a hub id — served if `endpoints` has it, else loaded."
@@ -110,7 +110,7 @@ def backend_for(model_id:str, model_map=None, dtype:str='float32', device:str|No
 # %% ../nbs/04c_routed.ipynb #7386935f
 def load_routed_backend(path, # a folder written by Router.save
                         model_map=None, # {model id: registry name / folder} or ['ID=PATH', ...]
-                        dtype:str='float32', device:str|None=None,
+                        dtype:str='auto', device:str|None=None,
                         loaded:dict|None=None, # already loaded backends by model id (reused)
                         name:str|None=None,
                         endpoints:dict|None=None, # {served model: base URL}: models served there are not loaded here
@@ -128,7 +128,7 @@ def load_routed_backend(path, # a folder written by Router.save
 
 def add_routers(table, # a mixexperts.serve.ModelTable
                 specs:list, # 'NAME=ROUTER_FOLDER' per router to serve
-                model_map=None, dtype:str='float32', device:str|None=None):
+                model_map=None, dtype:str='auto', device:str|None=None):
     "Serve saved routers as named models in `table`; backends the table already serves are shared."
     loaded = {n: b for n, (b, adapter) in table.entries.items() if adapter is None}
     for spec in specs or []:

@@ -13,17 +13,19 @@ import torch
 from fastcore.basics import patch
 from .core import *
 from .params import ParamSet, LoraAdapter, check_aligned, check_same_base, lincomb
+from .backends import DTYPES
+from .remote import check_vllm_args
 from .merging import merge, get_method, resolve_params, MERGE_METHODS
 from .experts import make_experts, TRAIN_START
 from .tasks import swarms_data, mc_prompt, parse_mc_output, em_normalize
 
 # %% auto #0
-__all__ = ['STREAMS', 'UPDATE_RULES', 'BWR_CLOSED_FORM', 'UTILITIES', 'ENGINES', 'load_experts', 'draw_rng', 'populate',
-           'SearchState', 'get_rule', 'UpdateRule', 'SwarmPSO', 'bwr_merge_methods', 'check_bwr_merge', 'BWR',
-           'RandomSearch', 'Utility', 'make_utility', 'SwarmsUtility', 'MCAccuracy', 'ExactMatch', 'MultiTask',
+__all__ = ['STREAMS', 'UPDATE_RULES', 'BWR_CLOSED_FORM', 'UTILITIES', 'ENGINES', 'ENGINE_ARGS', 'load_experts', 'draw_rng',
+           'populate', 'SearchState', 'get_rule', 'UpdateRule', 'SwarmPSO', 'bwr_merge_methods', 'check_bwr_merge',
+           'BWR', 'RandomSearch', 'Utility', 'make_utility', 'SwarmsUtility', 'MCAccuracy', 'ExactMatch', 'MultiTask',
            'Distance', 'AbstainQA', 'reward_score', 'RewardModel', 'AdapterSlot', 'as_adapter', 'VLLMSlot',
-           'eval_device', 'make_slot', 'digest', 'Evaluator', 'save_checkpoint', 'load_checkpoint', 'SearchConfig',
-           'load_search_config', 'Search', 'plot_utilities', 'run_search']
+           'eval_device', 'worker_gpus', 'make_slot', 'digest', 'Evaluator', 'save_checkpoint', 'load_checkpoint',
+           'SearchConfig', 'load_search_config', 'Search', 'plot_utilities', 'run_search']
 
 # %% ../nbs/07_search.ipynb #b8ef6a7a
 _SAME_CONFIG = ('r', 'lora_alpha', 'target_modules', 'use_rslora', 'rank_pattern', 'alpha_pattern')
@@ -519,13 +521,14 @@ class AdapterSlot:
     "A base model loaded once with one LoRA adapter whose factors are overwritten per candidate."
     def __init__(self, template:LoraAdapter, # gives the adapter config and tensor names (its folder is loaded)
                  base:str|None=None, # base model (default: the registry name the experts were made from)
-                 needs_model:bool=True, batch_size:int=16, device:str='cpu'):
+                 needs_model:bool=True, batch_size:int=16, device:str='cpu',
+                 dtype:str='auto'): # the base model's dtype ('auto': bf16/fp16 on a CUDA GPU, fp32 on CPU)
         self.names, self.specs = template.factors.keys(), template.factors.specs
         self.template, self.vector, self.backend = template, None, None
         if not needs_model: return
         from mixexperts.backends import HFBackend
         base = base or _registry_base(template)
-        self.backend = HFBackend(base, device=device, batch_size=batch_size)
+        self.backend = HFBackend(base, dtype=dtype, device=device, batch_size=batch_size)
         self.backend.load_adapter(template.path, name='candidate')
         params = dict(self.backend.model.named_parameters())
         self.targets = {}
@@ -589,14 +592,26 @@ def eval_device(i:int=0) -> str:
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     return f'cuda:{i % n}' if n else 'cpu'
 
-def make_slot(template:LoraAdapter, base:str|None, needs_model:bool, batch_size:int, engine:str='hf', worker:int=0):
+ENGINE_ARGS = ('dtype', 'tensor_parallel_size', 'gpu_memory_utilization', 'max_model_len')
+
+def worker_gpus(worker:int, n_gpus:int, tp:int=1) -> str:
+    "CUDA_VISIBLE_DEVICES of evaluation worker `worker`: its own group of `tp` GPUs, round-robin over the groups."
+    if tp > n_gpus: raise MixExpertsError(f"tensor_parallel_size {tp} needs {tp} GPUs; {n_gpus} visible")
+    g = worker % (n_gpus // tp)
+    return ','.join(str(g * tp + k) for k in range(tp))
+
+def make_slot(template:LoraAdapter, base:str|None, needs_model:bool, batch_size:int, engine:str='hf', worker:int=0,
+              engine_args:dict|None=None): # dtype (both engines); tensor_parallel_size, gpu_memory_utilization, max_model_len (vllm)
     "The candidate slot of one evaluation process: HF hot-swap on `eval_device(worker)`, or a vLLM multi-LoRA engine."
     if engine not in ENGINES: raise MixExpertsError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+    args = dict(engine_args or {})
+    if set(args) - set(ENGINE_ARGS): raise MixExpertsError(f"unknown engine arguments {sorted(set(args) - set(ENGINE_ARGS))}; known: {', '.join(ENGINE_ARGS)}")
     device = eval_device(worker)
     if engine == 'vllm':
-        if device.startswith('cuda'): os.environ['CUDA_VISIBLE_DEVICES'] = device.split(':')[1]
-        return VLLMSlot(template, base, needs_model)
-    return AdapterSlot(template, base, needs_model, batch_size, device=device)
+        if device.startswith('cuda'):
+            os.environ['CUDA_VISIBLE_DEVICES'] = worker_gpus(worker, torch.cuda.device_count(), args.get('tensor_parallel_size', 1))
+        return VLLMSlot(template, base, needs_model, **args)
+    return AdapterSlot(template, base, needs_model, batch_size, device=device, dtype=args.get('dtype', 'auto'))
 
 def _registry_base(ad:LoraAdapter) -> str:
     "The base model of an adapter: its expert.json's registry name if made by make_experts, else the config's."
@@ -611,12 +626,12 @@ def digest(vec:torch.Tensor) -> str:
 
 _WORKER: dict = {}
 
-def _worker_init(template_path, base, utility_spec, batch_size, threads, engine, counter):
+def _worker_init(template_path, base, utility_spec, batch_size, threads, engine, counter, engine_args=None):
     torch.set_num_threads(threads)
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     with counter.get_lock(): i = counter.value; counter.value += 1
     ut = make_utility(utility_spec)
-    _WORKER.update(utility=ut, worker=i, slot=make_slot(LoraAdapter.load(template_path), base, ut.needs_model, batch_size, engine, i))
+    _WORKER.update(utility=ut, worker=i, slot=make_slot(LoraAdapter.load(template_path), base, ut.needs_model, batch_size, engine, i, engine_args))
 
 def _worker_score(args):
     split, vec = args
@@ -627,17 +642,18 @@ def _worker_score(args):
 class Evaluator:
     "Scores candidates with a utility on one resident base model (or N worker processes), with a digest cache."
     def __init__(self, template:LoraAdapter, utility_spec:dict, base:str|None=None, workers:int=1,
-                 batch_size:int=16, cache:dict|None=None, engine:str='hf'):
+                 batch_size:int=16, cache:dict|None=None, engine:str='hf',
+                 engine_args:dict|None=None): # for `make_slot`: dtype, and the vLLM engine's sizes
         self.utility, self.cache = make_utility(utility_spec), ({} if cache is None else cache)
         self.template, self.base, self.spec, self.workers, self.batch_size = template, base, utility_spec, int(workers), batch_size
-        self.engine = engine
+        self.engine, self.engine_args = engine, dict(engine_args or {})
         self.slot, self.pool, self.stats = None, None, dict(evaluations=0, cache_hits=0, seconds=0.0, questions=0)
         if self.workers < 1: raise MixExpertsError(f"workers must be ≥ 1, got {workers}")
 
     def _score_all(self, split:str, vecs:list) -> list:
         if not vecs: return []
         if self.workers == 1 or len(vecs) == 1:
-            if self.slot is None: self.slot = make_slot(self.template, self.base, self.utility.needs_model, self.batch_size, self.engine)
+            if self.slot is None: self.slot = make_slot(self.template, self.base, self.utility.needs_model, self.batch_size, self.engine, 0, self.engine_args)
             out = []
             for v in vecs: self.slot.load(v); out.append(self.utility.score(self.slot, split))
             return out
@@ -647,7 +663,7 @@ class Evaluator:
             ctx = mp.get_context('spawn')
             self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init,
                                             initargs=(str(self.template.path), self.base, self.spec, self.batch_size, threads,
-                                                      self.engine, ctx.Value('i', 0)))
+                                                      self.engine, ctx.Value('i', 0), self.engine_args))
         return list(self.pool.map(_worker_score, [(split, v.numpy()) for v in vecs]))
 
     def __call__(self, vecs, split:str='dev') -> list:
@@ -737,6 +753,10 @@ class SearchConfig:
     top_k: int = 10                 # particles in the final ensemble
     name: str|None = None
     engine: str = 'hf'              # 'hf' (a resident base model, adapters switched) or 'vllm' (multi-LoRA requests)
+    dtype: str = 'auto'             # the base model's dtype: 'auto' (bf16/fp16 on a CUDA GPU, fp32 on CPU), float32, bfloat16, float16
+    tensor_parallel_size: int = 1   # engine vllm: GPUs per engine (a worker takes its own group)
+    gpu_memory_utilization: float = 0.85   # engine vllm: share of each GPU's memory the engine may take
+    max_model_len: int|None = None  # engine vllm: context window (default: the model's)
 
     def __post_init__(self):
         for k in ('experts', 'utility'):
@@ -745,6 +765,12 @@ class SearchConfig:
         if self.rule is not None: get_rule(self.rule, **self.params)
         make_utility(self.utility)   # unknown utility / empty split fail before any model is loaded
         if self.engine not in ENGINES: raise MixExpertsError(f"unknown engine {self.engine!r}; known: {', '.join(ENGINES)}")
+        if self.dtype not in DTYPES: raise MixExpertsError(f"search config: dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_vllm_args(self.tensor_parallel_size, self.gpu_memory_utilization, self.max_model_len, what='search config')
+
+    def engine_args(self) -> dict:
+        "The keywords `make_slot` passes to the engine."
+        return {k: getattr(self, k) for k in ENGINE_ARGS}
 
     def resolve(self, root:Path) -> SearchConfig:
         "Expert folders relative to the config file's folder made absolute."
@@ -818,7 +844,7 @@ class Search:
 @patch
 def _evaluator(self:Search) -> Evaluator:
     return Evaluator(self.template, self.cfg.utility, self.cfg.base, self.cfg.workers, self.cfg.batch_size,
-                     cache=None if self.state is None else self.state.cache, engine=self.cfg.engine)
+                     cache=None if self.state is None else self.state.cache, engine=self.cfg.engine, engine_args=self.cfg.engine_args())
 
 # %% ../nbs/07_search.ipynb #9dbd3bc2
 @patch

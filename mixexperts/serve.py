@@ -139,7 +139,7 @@ def create_app(models:ModelTable):
     return app
 
 # %% ../nbs/03b_serve.ipynb #48a861cc
-def build_table(models:list, adapters:list|None=None, dtype:str='float32', device:str|None=None) -> ModelTable:
+def build_table(models:list, adapters:list|None=None, dtype:str='auto', device:str|None=None) -> ModelTable:
     "Load each `NAME` or `NAME=PATH` model once, and serve each `NAME=PATH` adapter under its own name."
     table, first = ModelTable(), None
     for spec in models:
@@ -170,7 +170,7 @@ def add_serve_commands(p): # the `serve` group's parser (made by `mixexperts.cli
     p.add_argument('--model', action='append', default=[], metavar='NAME[=PATH]', help='a registry name, or NAME=folder (repeatable)')
     p.add_argument('--adapter', action='append', default=[], metavar='NAME=PATH', help='serve a LoRA adapter of the first model as NAME')
     p.add_argument('--host', default='127.0.0.1'); p.add_argument('--port', type=int, default=8000)
-    p.add_argument('--dtype', default='float32'); p.add_argument('--device', default=None)
+    p.add_argument('--dtype', default='auto', help='auto (bf16/fp16 on a CUDA GPU, fp32 on CPU), float32, bfloat16 or float16'); p.add_argument('--device', default=None)
     p.add_argument('--router', action='append', default=[], metavar='NAME=FOLDER',
                    help='serve a saved router (mixexperts route train) as the model NAME (repeatable)')
     p.add_argument('--route-model', action='append', default=[], metavar='ID=PATH',

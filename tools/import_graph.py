@@ -17,7 +17,7 @@ PKG = ROOT / 'mixexperts'
 # lowest first; a module may import its own layer and the layers below
 LAYERS = [
     ('core', ['core', 'stats']),
-    ('data and text', ['results', 'extract', 'tasks', 'models', 'embeddings']),
+    ('data and text', ['results', 'extract', 'tasks', 'models', 'hubstub', 'embeddings']),
     ('engines and parameters', ['backends', 'remote', 'params']),
     ('methods', ['routers', 'orchestrator', 'guarded', 'voting', 'merging']),
     ('method runs', ['routing_eval', 'routed', 'mux_sim', 'mux_live', 'experts', 'search']),

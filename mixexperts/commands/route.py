@@ -182,5 +182,5 @@ def add_route_commands(p:argparse.ArgumentParser, # the `route` group's parser (
     d.add_argument('--endpoints', metavar='FILE', help="answer with the models `pool serve` serves (its endpoints file) instead of loading them")
     d.add_argument('--raw', action='store_true', help='send queries as raw prompts, not chats')
     d.add_argument('--max-tokens', type=int, default=256); d.add_argument('--temperature', type=float, default=0.0)
-    d.add_argument('--seed', type=int, default=None); d.add_argument('--dtype', default='float32'); d.add_argument('--device', default=None)
+    d.add_argument('--seed', type=int, default=None); d.add_argument('--dtype', default='auto'); d.add_argument('--device', default=None)
     d.set_defaults(func=cmd_route_predict)

@@ -1,0 +1,98 @@
+"""`resolve_model` downloads a hub id when online, for real, from a loopback stand-in for the hub (`HubStub`).
+
+Each resolution runs in a child process with the environment a user would have (`HF_ENDPOINT` at the stub,
+`HF_HOME` in a temporary folder, `HF_HUB_OFFLINE` unset or set): huggingface_hub reads those variables when it is
+imported, and this test process imported it with `HF_HUB_OFFLINE=1`.
+"""
+import json, os, subprocess, sys
+from pathlib import Path
+import pytest
+from mixexperts.core import sha256_file
+from mixexperts.hubstub import HubStub
+from mixexperts.models import resolve_model
+
+SMOL = 'smollm2-135m-instruct'
+CHILD = ("import json, sys\nfrom mixexperts.core import MixExpertsError\nfrom mixexperts.models import resolve_model\n"
+         "try: print(json.dumps(dict(path=str(resolve_model(sys.argv[1])))))\n"
+         "except MixExpertsError as e: print(json.dumps(dict(error=str(e))))\n")
+
+
+def resolve_in_child(repo_id, endpoint, hf_home, offline=False, token=None):
+    "resolve_model(repo_id) in a fresh process: {'path': ...} or {'error': ...}, and its stderr (progress bars)."
+    env = {k: v for k, v in os.environ.items() if k not in ('HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE', 'HF_TOKEN', 'HF_HUB_CACHE')}
+    env.update(HF_ENDPOINT=endpoint, HF_HOME=str(hf_home), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    if offline: env['HF_HUB_OFFLINE'] = '1'
+    if token: env['HF_TOKEN'] = token
+    r = subprocess.run([sys.executable, '-c', CHILD, repo_id], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1]), r.stderr
+
+
+@pytest.fixture(scope='module')
+def hub():
+    src = resolve_model(SMOL)
+    with HubStub({'stub-org/smollm2': src}, gated={'stub-org/gated-smollm2': 'hf_licence_accepted'}) as h:
+        h.add('stub-org/gated-smollm2', src)
+        yield h, src
+
+
+@pytest.fixture(scope='module')
+def fetched(hub, tmp_path_factory):
+    "stub-org/smollm2 downloaded once into a fresh HF_HOME."
+    h, src = hub
+    home = tmp_path_factory.mktemp('hf-home')
+    n0 = len(h.requests)
+    out, err = resolve_in_child('stub-org/smollm2', h.endpoint, home)
+    return Path(out['path']), home, h.requests[n0:], err
+
+
+def test_pool_fetch_downloads_byte_identical(hub, fetched):
+    h, src = hub
+    snap, home, reqs, err = fetched
+    assert snap.is_relative_to(home / 'hub')                      # into the HF_HOME of the call, not the import's
+    want = sorted(p.name for p in src.iterdir() if p.is_file())
+    assert sorted(p.name for p in snap.iterdir()) == want
+    for name in want: assert sha256_file(snap / name) == sha256_file(src / name), name
+    assert sum(m == 'GET' and '/resolve/' in p for m, p in reqs) == len(want)   # every file fetched once
+    assert 'Fetching' in err or '%' in err                        # huggingface_hub's progress bars were shown
+
+
+def test_pool_fetch_loads_with_the_same_loglikelihoods(hub, fetched):
+    from mixexperts.backends import HFBackend
+    reqs = [('The capital of France is', ' Paris'), ('The capital of France is', ' Berlin'), ('2 + 2 =', ' 4')]
+    a = HFBackend(str(fetched[0]), batch_size=4).loglikelihood(reqs)
+    b = HFBackend(SMOL, batch_size=4).loglikelihood(reqs)
+    assert a == b                                                 # same bytes, same device: identical numbers
+
+
+def test_pool_fetch_offline_uses_the_cache(hub, fetched):
+    h, _ = hub
+    snap, home, _, _ = fetched
+    n0 = len(h.requests)
+    out, _ = resolve_in_child('stub-org/smollm2', h.endpoint, home, offline=True)
+    assert Path(out['path']) == snap and len(h.requests) == n0   # no request reached the hub
+
+
+def test_pool_fetch_gated_and_missing_are_clear_errors(hub, tmp_path):
+    h, src = hub
+    out, _ = resolve_in_child('stub-org/gated-smollm2', h.endpoint, tmp_path / 'a')
+    assert 'stub-org/gated-smollm2' in out['error'] and 'gated' in out['error']
+    assert 'hf auth login' in out['error'] and 'HF_TOKEN' in out['error'] and 'licence' in out['error']
+    out, _ = resolve_in_child('stub-org/no-such-model', h.endpoint, tmp_path / 'b')
+    assert 'stub-org/no-such-model' in out['error'] and 'not found' in out['error'] and 'HTTP 404' in out['error']
+    assert 'check the id' in out['error']
+    ok, _ = resolve_in_child('stub-org/gated-smollm2', h.endpoint, tmp_path / 'c', token='hf_licence_accepted')
+    assert sha256_file(Path(ok['path']) / 'model.safetensors') == sha256_file(src / 'model.safetensors')
+
+
+def test_pool_fetch_unknown_id_offline_is_a_clear_error(hub, tmp_path):
+    h, _ = hub
+    n0 = len(h.requests)
+    out, _ = resolve_in_child('stub-org/smollm2', h.endpoint, tmp_path, offline=True)   # an empty cache
+    assert 'stub-org/smollm2' in out['error'] and 'HF_HUB_OFFLINE is set' in out['error'] and 'hf download' in out['error']
+    assert SMOL in out['error'] and len(h.requests) == n0
+
+
+def test_pool_fetch_unreachable_hub_is_a_clear_error(tmp_path):
+    out, _ = resolve_in_child('stub-org/smollm2', 'http://127.0.0.1:9', tmp_path)   # discard port: nothing listens
+    assert 'did not answer' in out['error'] and 'stub-org/smollm2' in out['error']
