@@ -179,12 +179,17 @@ def parse_tasks(items, # strings, each 'T1,T2', a task YAML path, or 'BENCH=T1+T
 
 # %% ../nbs/03c_pool.ipynb #9c11d7ad
 def check_tasks(specs:list) -> None:
-    "Raise naming every task lm-eval does not know (with the task folders the specs include)."
+    "Raise naming every task lm-eval does not know: each spec's own task folder is read first, lm-eval's index only if needed."
     from lm_eval.tasks import TaskManager
     by_include = {}
     for s in specs: by_include.setdefault(s.include, []).extend(s.tasks)
+    rest = {}
     for inc, names in by_include.items():
-        known = set(TaskManager(include_path=inc, verbosity='ERROR').all_tasks)
+        local = set(TaskManager(include_path=inc, include_defaults=False).all_tasks) if inc else set()
+        if (left := [t for t in names if t not in local]): rest[inc] = left
+    if not rest: return
+    known = set(TaskManager().all_tasks)   # lm-eval's own tasks: an index of thousands, built once
+    for inc, names in rest.items():
         unknown = [t for t in names if t not in known]
         if unknown: raise MixExpertsError(f"unknown lm-eval task(s) {unknown}" + (f" (looked in lm-eval's tasks and {inc})" if inc else
                                           " (lm-eval's own tasks; pass a task YAML for a local one)"))
@@ -431,10 +436,15 @@ def _ray_job(job:Job, opts:RunOptions) -> tuple:
         rec, files = run_job(job, ids, opts, Path(d)/'work', log)
         return rec, files, log.read_text(errors='replace') if log.exists() else ''
 
-def connect_ray(address:str) -> dict:
-    "Join the Ray cluster at `address` ('auto' or HOST:PORT): its resources, or one clear error."
+def _node_gpus() -> int:
+    "The most GPUs one live node of the joined Ray cluster has (a job's `tp` GPUs must be on one node)."
     import ray
-    if ray.is_initialized(): return ray.cluster_resources()
+    return int(max((n['Resources'].get('GPU', 0) for n in ray.nodes() if n.get('Alive')), default=0))
+
+def connect_ray(address:str) -> int:
+    "Join the Ray cluster at `address` ('auto' or HOST:PORT): the most GPUs of one node, or one clear error."
+    import ray
+    if ray.is_initialized(): return _node_gpus()
     if address != 'auto':
         host, _, port = address.replace('ray://', '').rpartition(':')
         try: socket.create_connection((host or '127.0.0.1', int(port)), timeout=5).close()
@@ -445,7 +455,7 @@ def connect_ray(address:str) -> dict:
     except Exception as e:
         raise MixExpertsError(f"cannot join the Ray cluster at {address!r}: {' '.join(str(e).split())[:300]} (same Ray version here? "
                               "with token authentication, RAY_AUTH_MODE=token and the cluster's token must be set here too)") from None
-    return ray.cluster_resources()
+    return _node_gpus()
 
 def run_ray(jobs:list, out:Path, opts:RunOptions, gpus_per_node:bool=True, bar=None) -> list:
     "Run every job as a Ray task (`num_gpus=tp`), longest first: their records."
@@ -480,9 +490,7 @@ def pool_eval(pool, tasks:list, # a pool (file, text or PoolConfig) and `TaskSpe
               opts:RunOptions|None=None, check:bool=True, progress_mode:str|None=None) -> list:
     "Evaluate every (model, benchmark) pair with lm-eval into OUT/<benchmark>/<folder>/: the job records."
     opts = opts or RunOptions()
-    if ray:
-        res = connect_ray(ray)
-        n_gpus = int(res.get('GPU', 0))
+    if ray: n_gpus = connect_ray(ray)
     else:
         ids = gpu_ids(gpus)
         n_gpus = len(ids)
