@@ -5,7 +5,8 @@ parameters (billions) x questions; a job of tensor-parallel size k holds k GPUs 
 model table of the MoM reference's `label_formatter.py` registry (../shared/design/algorithms.md section 8) and the
 question counts those of the lm-eval tasks (stated below, 0-shot, no --limit).
 
-Measured on 1, 8 and 64 GPUs, and once more with the four largest models (8-9B) at tp=2, against
+Measured on 1, 8 and 64 GPUs, and once more with four of the largest models (8-9B) at tp=2 (on 8 and 64 GPUs: one
+GPU cannot hold a tp=2 job), against
   - the lower bound max(total work / G, longest job): no schedule finishes sooner (target: <= 1.10 x bound);
   - naive in-order placement: the same list scheduling with the jobs in pool order (model by model), as a loop
     over the pool with a worker per GPU runs them.
