@@ -241,3 +241,18 @@ def test_pool_vllm_and_hf_command_lines():
     assert hf[hf.index('--device') + 1] == 'cuda' and hf[hf.index('--batch_size') + 1] == 'auto'
     par = lm_eval_command(big, '/m/gemma', Path('/o'), 'hf', 'cuda')
     assert 'parallelize=True' in par[par.index('--model_args') + 1]
+
+
+def test_pool_output_resume_skips_finished_and_force_redoes(tmp_path):
+    "Which pairs a rerun does: --resume the unfinished ones (a leftover in .work does not count), --force all of them."
+    from mixexperts.core import OutputExistsError
+    from mixexperts.pool import prepare_output, check_output
+    pool = read_pool("- a/m-1b\n- b/m-2b\n")
+    jobs = make_jobs(pool, parse_tasks('arc_challenge'))
+    out = tmp_path / 'out'
+    assert prepare_output(out, jobs) == jobs
+    (out / 'arc_challenge' / 'a__m-1b').mkdir(parents=True)
+    (out / '.work' / 'arc_challenge__b__m-2b' / 'raw').mkdir(parents=True)
+    with pytest.raises(OutputExistsError, match='pass --resume'): check_output(out)
+    assert [j.model.folder for j in prepare_output(out, jobs, resume=True)] == ['b__m-2b']
+    assert prepare_output(out, jobs, force=True) == jobs and not (out / 'arc_challenge' / 'a__m-1b').exists()
