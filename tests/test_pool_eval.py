@@ -47,19 +47,36 @@ def task_args(d): return json.loads((d / 'task_args.json').read_text())
 
 
 @pytest.fixture(scope='session')
-def pool_runs(pool_dir):
-    "The shared rehearsal: 2 models x 2 tasks, once with 2 local workers on pretend GPUs 0,1, once on a local Ray cluster."
-    import ray
+def pool_local(pool_dir):
+    "The shared local rehearsal: 2 models x 2 tasks with 2 local workers on pretend GPUs 0,1."
     d = pool_dir
     t0 = time.time()
     local = pool_eval(d / 'pool.yaml', *task_args(d), '-o', d / 'local', '--gpus', '0,1', '--workers', '2')
-    t1 = time.time()
-    ctx = ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level='ERROR', log_to_driver=False)
+    return dict(dir=d, local=local, local_seconds=time.time() - t0)
+
+
+def start_ray():
+    "A local Ray cluster with two pretend GPUs (once more if its start-up times out on a busy machine)."
+    import ray
+    for attempt in range(2):
+        try: return ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level='ERROR', log_to_driver=False)
+        except Exception:
+            ray.shutdown()
+            if attempt: raise
+
+
+@pytest.fixture(scope='session')
+def pool_runs(pool_local):
+    "The shared Ray rehearsal of the same jobs on a local cluster started here (num_cpus=2, num_gpus=2), with the local one."
+    import ray
+    d = pool_local['dir']
+    t0 = time.time()
+    ctx = start_ray()
     try:
         address = ctx.address_info['gcs_address']
         on_ray = pool_eval(d / 'pool.yaml', *task_args(d), '-o', d / 'ray', '--ray', address)
     finally: ray.shutdown()
-    return dict(dir=d, local=local, ray=on_ray, address=address, local_seconds=t1 - t0, ray_seconds=time.time() - t1)
+    return dict(pool_local, ray=on_ray, address=address, ray_seconds=time.time() - t0)
 
 
 def records(out):
@@ -89,9 +106,9 @@ def summary(folder):
     return json.loads(r.stdout)
 
 
-def test_pool_eval_local_workers_on_pretend_gpus(pool_runs):
-    out = pool_runs['dir'] / 'local'
-    recs = check_run(pool_runs['local'], out, {'0', '1'})
+def test_pool_eval_local_workers_on_pretend_gpus(pool_local):
+    out = pool_local['dir'] / 'local'
+    recs = check_run(pool_local['local'], out, {'0', '1'})
     # two workers: jobs overlapped in time, and overlapping jobs never shared a GPU
     spans = [(x['started'], x['ended'], x['cuda_visible_devices']) for x in recs.values()]
     overlapping = [(a, b) for i, a in enumerate(spans) for b in spans[i + 1:] if a[0] < b[1] and b[0] < a[1]]
@@ -123,9 +140,9 @@ def test_pool_ray_and_local_give_the_same_files(pool_runs):
         np.testing.assert_allclose(loc.logliks, ray_.logliks, atol=LL_TOL, rtol=0)
 
 
-def test_pool_eval_then_results_summary_then_route_eval(pool_runs):
+def test_pool_eval_then_results_summary_then_route_eval(pool_local):
     "pool eval (the fixture) → results summary → route eval on its output."
-    out = pool_runs['dir'] / 'local' / 'pool_csqa'
+    out = pool_local['dir'] / 'local' / 'pool_csqa'
     s = summary(out)
     assert s['n_models'] == 2 and 0.0 <= s['best_accuracy'] <= s['oracle_accuracy'] <= 1.0
     r = subprocess.run([EXE, 'route', 'eval', str(out), '--folds', '2', '--routers', 'oracle,random,best_single', '--json'],
@@ -147,16 +164,16 @@ def _lm_eval_children(marker):
     return found
 
 
-def test_pool_eval_sigkill_then_resume_redoes_only_unfinished(pool_runs, tmp_path):
+def test_pool_eval_sigkill_then_resume_redoes_only_unfinished(pool_local, tmp_path):
     "Kill pool eval mid-job: no lm-eval left running, no folder for the pair; the rerun redoes that pair alone."
-    src = pool_runs['dir'] / 'local'
-    assert pool_runs['local'].returncode == 0
+    src = pool_local['dir'] / 'local'
+    assert pool_local['local'].returncode == 0
     out = tmp_path / 'out'
     shutil.copytree(src, out, ignore=shutil.ignore_patterns('.work'))
     victim = 'pool_csqa__gemma3-270m'
     shutil.rmtree(out / 'pool_csqa' / 'gemma3-270m')                 # that pair is unfinished
     before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.rglob('*') if p.is_file() and 'logs' not in p.parts}
-    d = pool_runs['dir']
+    d = pool_local['dir']
     p = subprocess.Popen([EXE, 'pool', 'eval', str(d / 'pool.yaml'), *task_args(d), '-o', str(out), '--gpus', '0,1', '--resume'],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env())
     work = out / '.work' / victim
