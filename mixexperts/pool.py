@@ -253,8 +253,9 @@ def list_schedule(jobs:list, n_gpus:int, # GPUs of the node (0: `workers` CPU sl
             j = pending.pop(i)
             ids = tuple(free[:j.model.tp]) if n_gpus else ()
             free = free[len(ids):]
-            heapq.heappush(running, (t + j.duration, seq, j, ids)); seq += 1
-            slots.append(Slot(j, t, t + j.duration, ids))
+            d = j.duration if n_gpus else j.work   # without GPUs a job runs on one worker, unsplit
+            heapq.heappush(running, (t + d, seq, j, ids)); seq += 1
+            slots.append(Slot(j, t, t + d, ids))
         t, _, j, ids = heapq.heappop(running)
         free = sorted(free + list(ids))
     return Schedule(tuple(slots), n_gpus)

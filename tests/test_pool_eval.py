@@ -273,3 +273,24 @@ def test_pool_output_resume_skips_finished_and_force_redoes(tmp_path):
     with pytest.raises(OutputExistsError, match='pass --resume'): check_output(out)
     assert [j.model.folder for j in prepare_output(out, jobs, resume=True)] == ['b__m-2b']
     assert prepare_output(out, jobs, force=True) == jobs and not (out / 'arc_challenge' / 'a__m-1b').exists()
+
+
+def test_pool_schedule_places_tp_jobs_on_free_gpus_within_the_bound():
+    "Longest-first list scheduling: a tp=2 job holds two GPUs at once, no GPU runs two jobs at a time, bound <= makespan <= naive."
+    from mixexperts.pool import list_schedule, lower_bound
+    pool = read_pool("- {model: google/gemma-2-9b-it, tp: 2}\n- Qwen/Qwen2.5-7B-Instruct\n- meta-llama/Llama-3.2-1B-Instruct\n- {model: x/y, params: 3}\n", n_gpus=4)
+    jobs = make_jobs(pool, parse_tasks(['mmlu,arc_challenge', 'med=medmcqa+commonsense_qa']))
+    assert [j.task.tasks for j in jobs[:3]] == [('mmlu',), ('arc_challenge',), ('medmcqa', 'commonsense_qa')]
+    for g in (2, 3, 4):
+        s = list_schedule(jobs, g)
+        assert sorted(x.job.key for x in s.slots) == sorted(j.key for j in jobs)
+        for x in s.slots:
+            assert len(x.gpus) == x.job.model.tp and x.end - x.start == pytest.approx(x.job.work / x.job.model.tp)
+        for a in s.slots:
+            for b in s.slots:
+                if a is not b and set(a.gpus) & set(b.gpus): assert a.end <= b.start or b.end <= a.start
+        assert lower_bound(jobs, g) <= s.makespan <= list_schedule(jobs, g, order='given').makespan + 1e-9
+    cpu = list_schedule(jobs, 0, workers=2)
+    assert all(x.gpus == () for x in cpu.slots) and cpu.makespan >= sum(j.work for j in jobs) / 2
+    code, out, err = run_captured(['pool', 'eval', 'p.yaml', '--tasks', 'mmlu', '-o', 'o', '--limit', 'ten'])
+    assert code == 2 and "--limit must be a number, got 'ten'" in err
