@@ -20,9 +20,8 @@ COMMAND_GROUPS = {
     'merge': ('mixexperts.commands.merge:add_merge_commands', 'merge checkpoints or LoRA adapters from a mergekit-style YAML'),
     'route': ('mixexperts.commands.route:add_route_commands', 'routers (MoM, Bench-CoE, zoo): train, eval, predict'),
     'search': ('mixexperts.commands.search:add_search_commands', 'population search over LoRA experts: swarm, bwr'),
-    'pool': ('mixexperts.commands.pool:add_pool_commands', 'a pool of models: lm-eval over every (model, task) pair, on GPUs or a Ray cluster'),
+    'pool': ('mixexperts.commands.pool:add_pool_commands', 'a pool of models: lm-eval over every (model, task) pair (on GPUs or a Ray cluster), one server per model'),
     'reproduce': ('mixexperts.reproduce:add_reproduce_commands', 'run the paper notebooks (papermill) and collect a summary'),
-    'pool': ('mixexperts.commands.pool_serve:add_pool_commands', 'a model pool at scale: serve (one OpenAI-compatible server per model)'),
 }
 
 PASS_THROUGH = ('lm-eval',)   # groups whose arguments, -h included, go to another program

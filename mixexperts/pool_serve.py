@@ -10,66 +10,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from .core import *
 from .models import LOCAL_MODELS, resolve_model
+from .pool import PoolModel, PoolConfig, read_pool
 
 # %% auto #0
-__all__ = ['POOL_DTYPES', 'POOL_KEYS', 'ENGINES', 'ENDPOINTS_FORMAT', 'PoolModel', 'read_pool', 'parse_gpus', 'visible_gpus',
-           'assign_gpus', 'choose_ports', 'model_source', 'vllm_serve_command', 'mixexperts_serve_command', 'Server',
-           'resolve_engine', 'plan_servers', 'start_server', 'session_members', 'stop_servers', 'is_healthy',
-           'server_error', 'wait_healthy', 'scores_with_bos', 'endpoints_record', 'read_endpoints', 'lm_eval_args',
-           'log_dir_for', 'serve_pool', 'watch_servers', 'stop_on_signals']
+__all__ = ['ENGINES', 'ENDPOINTS_FORMAT', 'pool_models', 'parse_gpus', 'visible_gpus', 'assign_gpus', 'choose_ports',
+           'model_source', 'vllm_serve_command', 'mixexperts_serve_command', 'Server', 'resolve_engine', 'plan_servers',
+           'start_server', 'session_members', 'stop_servers', 'is_healthy', 'server_error', 'wait_healthy',
+           'scores_with_bos', 'endpoints_record', 'read_endpoints', 'lm_eval_args', 'log_dir_for', 'serve_pool',
+           'watch_servers', 'stop_on_signals']
 
 # %% ../nbs/03d_pool_serve.ipynb #27c33ca1
-POOL_DTYPES = ('auto', 'float32', 'bfloat16', 'float16')
-
-@dataclass(frozen=True)
-class PoolModel:
-    "One model of a pool file."
-    model: str                    # hub id, local folder, or registry name of a shipped model
-    tp: int = 1                   # tensor-parallel size: the GPUs its server gets
-    dtype: str = 'auto'           # 'auto' (the engine's choice), 'float32', 'bfloat16' or 'float16'
-    max_length: int|None = None   # context length (vLLM's --max-model-len); None: the model's own
-    chat_template: bool = True    # apply the chat template when evaluating (`pool eval`); a server offers both APIs
-
-POOL_KEYS = tuple(PoolModel.__dataclass_fields__)
-
-# %% ../nbs/03d_pool_serve.ipynb #7dd74a1a
-def _pool_entry(e, i:int, where) -> PoolModel:
-    "Check one entry of a pool file."
-    if isinstance(e, str): e = {'model': e}
-    if not isinstance(e, dict): raise DataFormatError(f"models[{i}]: a model is a string or a mapping with 'model', got {e!r}", where)
-    unknown = [k for k in e if k not in POOL_KEYS]
-    if unknown: raise DataFormatError(f"models[{i}]: unknown key {unknown[0]!r}; known: {', '.join(POOL_KEYS)}", where)
-    m = e.get('model')
-    if not isinstance(m, str) or not m.strip(): raise DataFormatError(f"models[{i}]: 'model' must be a non-empty string, got {m!r}", where)
-    at = f"models[{i}] ({m})"
-    def positive(k, v):
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-            raise DataFormatError(f"{at}: {k!r} must be an integer >= 1, got {v!r}", where)
-    positive('tp', e.get('tp', 1)); positive('max_length', e.get('max_length'))
-    if e.get('dtype', 'auto') not in POOL_DTYPES: raise DataFormatError(f"{at}: 'dtype' must be one of {', '.join(POOL_DTYPES)}, got {e['dtype']!r}", where)
-    if not isinstance(e.get('chat_template', True), bool): raise DataFormatError(f"{at}: 'chat_template' must be true or false, got {e['chat_template']!r}", where)
-    return PoolModel(**e)
-
-def read_pool(src, # a .yaml/.yml/.json file, YAML text, or a list of entries
-             ) -> list:
-    "The `PoolModel`s of a pool file; every error names the file and the entry."
-    import yaml
-    where = src if isinstance(src, Path) or (isinstance(src, str) and Path(src).suffix in ('.yaml', '.yml', '.json')) else None
-    if where is not None:
-        if not Path(where).is_file(): raise DataNotFoundError(f"pool file {where} does not exist")
-        src = Path(where).read_text(encoding='utf-8')
-    if isinstance(src, str):
-        try: src = yaml.safe_load(src)
-        except yaml.YAMLError as e: raise DataFormatError(f"not valid YAML: {' '.join(str(e).split())}", where) from None
-    if isinstance(src, dict):
-        extra = [k for k in src if k != 'models']
-        if extra: raise DataFormatError(f"unknown key {extra[0]!r}: a pool file is a list of models, or a mapping with only 'models'", where)
-        src = src.get('models')
-    if not isinstance(src, list) or not src: raise DataFormatError("a pool file is a non-empty list of models (each a string or a mapping with 'model')", where)
-    pool = [_pool_entry(e, i, where) for i, e in enumerate(src)]
-    dup = [m for m, c in Counter(p.model for p in pool).items() if c > 1]
-    if dup: raise DataFormatError(f"model {dup[0]!r} is listed {Counter(p.model for p in pool)[dup[0]]} times; list each model once", where)
-    return pool
+def pool_models(src, # a pool file, YAML text, a list of models, a `PoolConfig` or a list of `PoolModel`s
+               ) -> list:
+    "The `PoolModel`s of a pool, in order (read with `pool.read_pool`)."
+    if isinstance(src, PoolConfig): return list(src.models)
+    if isinstance(src, (list, tuple)) and src and all(isinstance(p, PoolModel) for p in src): return list(src)
+    return list(read_pool(src).models)
 
 # %% ../nbs/03d_pool_serve.ipynb #4c3b7b45
 def parse_gpus(spec) -> list|None:
@@ -186,7 +142,7 @@ def plan_servers(pool:list, # PoolModels (or a pool file)
                  gpus=None, # GPU ids ('0,1' or a list); None: the visible ones
                  host:str='127.0.0.1', base_port:int|None=None, gpu_memory_utilization:float=0.9) -> list:
     "One `Server` per pool model: engine, GPUs, port and log chosen, nothing started."
-    pool = pool if isinstance(pool, list) and all(isinstance(p, PoolModel) for p in pool) else read_pool(pool)
+    pool = pool_models(pool)
     gpus = parse_gpus(gpus) if gpus is not None else visible_gpus()
     engine = resolve_engine(engine, gpus)
     if engine == 'vllm' and not gpus: raise MixExpertsError("vllm serve needs GPUs and none are visible; use --engine mixexperts to serve on the CPU")

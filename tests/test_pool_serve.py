@@ -223,8 +223,8 @@ def test_pool_serve_bad_pool_files_and_dry_run(tmp_path):
     assert gemma[gemma.index('--max-model-len') + 1] == '4096' and gemma[gemma.index('--served-model-name') + 1] == 'gemma3-270m'
     assert plan[2]['command'][plan[2]['command'].index('--tensor-parallel-size') + 1] == '2'
     for text, args, msg in [('- {model: a, tp: 5}', ['--gpus', '0,1'], "model 'a' asks for tp=5 GPUs but only 2"),
-                            ('- a\n- b\n- a', [], "model 'a' is listed 2 times"),
-                            ('- {model: a, temperature: 1}', [], "models[0]: unknown key 'temperature'"),
+                            ('- a\n- b\n- a', [], "models[2].model: 'a' duplicates models[0]"),
+                            ('- {model: a, temperature: 1}', [], "models[0]: config key 'temperature' is not supported"),
                             ('- a', ['--engine', 'vllm', '--gpus', 'none'], 'vllm serve needs GPUs')]:
         (tmp_path/'bad.yaml').write_text(text)
         code, out, err = run_captured(['pool', 'serve', tmp_path/'bad.yaml', '-o', tmp_path/'e.json', *args])
@@ -267,8 +267,8 @@ def test_pool_serve_devices_and_more_bad_input(tmp_path, monkeypatch):
     monkeypatch.setenv('PATH', str(tmp_path))
     code, out, err = run_captured(['pool', 'serve', tmp_path/'pool.yaml', '-o', tmp_path/'e.json', '--engine', 'vllm', '--gpus', '0,1'])
     assert code == 2 and "vllm is not installed here (pip install 'mixexperts[gpu]')" in err and not (tmp_path/'e.logs').exists()
-    for text, msg in [('- {model: a, tp: 0}', "models[0] (a): 'tp' must be an integer >= 1"), ('- [unclosed', 'not valid YAML'),
-                      ('{models: [a], gpus: 2}', "unknown key 'gpus'"), ('- a\n- b\n- c', 'the pool needs 3 GPUs')]:
+    for text, msg in [('- {model: a, tp: 0}', "models[0].tp: tp must be a positive integer"), ('- [unclosed', 'not valid YAML'),
+                      ('{models: [a], gpus: 2}', "key 'gpus' is not supported"), ('- a\n- b\n- c', 'the pool needs 3 GPUs')]:
         (tmp_path/'bad.yaml').write_text(text)
         code, out, err = run_captured(['pool', 'serve', tmp_path/'bad.yaml', '-o', tmp_path/'e.json', '--gpus', '0,1', '--dry-run'])
         assert code == 2 and msg in err, err

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..core import *
 from ..pool import RunOptions, parse_tasks, pool_eval, pool_table
 from ..lmeval import write_local_tasks
+from .pool_serve import add_pool_serve_args
 
 # %% auto #0
 __all__ = ['cmd_pool_eval', 'add_pool_commands']
@@ -40,7 +41,7 @@ def cmd_pool_eval(a):
 # %% ../../nbs/09f_cmd_pool.ipynb #4e07a1d4
 def add_pool_commands(p:argparse.ArgumentParser, # the `pool` group's parser (made by `mixexperts.cli`)
                      ):
-    "Register `pool eval`."
+    "Register `pool eval` and `pool serve` (chapter 09g)."
     ps = p.add_subparsers(dest='action', required=True, metavar='ACTION')
     e = ps.add_parser('eval', help='lm-eval over every (model, task) pair of a pool, into OUT/<benchmark>/<model>/')
     e.add_argument('pool', help='pool file (YAML): a list of models (hub id, folder or registry name; tp, dtype, max_length, chat_template)')
@@ -62,3 +63,4 @@ def add_pool_commands(p:argparse.ArgumentParser, # the `pool` group's parser (ma
     g.add_argument('--force', action='store_true', help='redo every pair of an existing output folder')
     e.add_argument('--json', action='store_true', help='print the job records as one JSON list')
     e.set_defaults(func=cmd_pool_eval)
+    add_pool_serve_args(ps.add_parser('serve', help='one OpenAI-compatible server per pool model until Ctrl-C; writes an endpoints file'))

@@ -10,7 +10,7 @@ from ..core import *
 from ..pool_serve import ENGINES, plan_servers, serve_pool, watch_servers, stop_on_signals, log_dir_for, lm_eval_args
 
 # %% auto #0
-__all__ = ['cmd_pool_serve', 'add_pool_serve_args', 'add_pool_commands']
+__all__ = ['cmd_pool_serve', 'add_pool_serve_args']
 
 # %% ../../nbs/09g_cmd_pool_serve.ipynb #a20e7621
 def _plan_json(servers:list) -> list:
@@ -49,8 +49,4 @@ def add_pool_serve_args(p:argparse.ArgumentParser):
     p.add_argument('--force', action='store_true', help='overwrite an existing endpoints file')
     p.set_defaults(func=cmd_pool_serve)
 
-def add_pool_commands(p:argparse.ArgumentParser, # the `pool` group's parser (made by `mixexperts.cli`)
-                     ):
-    "Register `pool serve`."
-    sub = p.add_subparsers(dest='action', required=True, metavar='ACTION')
-    add_pool_serve_args(sub.add_parser('serve', help='one OpenAI-compatible server per pool model until Ctrl-C; writes an endpoints file'))
+
