@@ -58,7 +58,7 @@ class GuardedRouter(Router):
     def _scores(self, texts, subjects):
         b = int(np.argmax(self.prior))
         if self.member is None: return guard_scores(np.tile(self.prior, (len(texts), 1)), b, np.inf)
-        s = self.member.scores(texts, subjects if self.member.uses_subject else None)
+        s = self.member._scores(texts, subjects if self.member.uses_subject else None)
         return guard_scores(s, b, float(self.params['tau']))
 
 # %% ../nbs/04d_guarded.ipynb #a866947e
@@ -132,7 +132,7 @@ def fit(self:GuardedRouter, rm:ResultsMatrix, split=None) -> GuardedRouter:
 # %% ../nbs/04d_guarded.ipynb #458a69fa
 @patch
 def _state(self:GuardedRouter) -> dict:
-    return {} if self.member is None else {f'member.{k}': v for k, v in self.member._arrays().items()}
+    return {} if self.member is None else {f'member.{k}': v for k, v in self.member._state().items()}
 
 @patch
 def _set_state(self:GuardedRouter, arrays:dict):
@@ -141,7 +141,7 @@ def _set_state(self:GuardedRouter, arrays:dict):
     name, params = member_spec(c)
     self.member = get_router(name, **params)
     self.member.models, self.member.prior = self.models, self.prior
-    self.member._set_arrays({k[len('member.'):]: v for k, v in arrays.items() if k.startswith('member.')})
+    self.member._set_state({k[len('member.'):]: v for k, v in arrays.items() if k.startswith('member.')})
 
 @patch
 def _save_extra(self:GuardedRouter, folder):

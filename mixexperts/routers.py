@@ -15,12 +15,12 @@ from fastcore.basics import patch, patch_to
 
 # %% auto #0
 __all__ = ['MMLU_ARC_POOL_EXCLUDE', 'ROUTERS', 'DEFAULT_ROUTER', 'MODEL_SIZES', 'LAMBDAS', 'Routing', 'pick', 'get_router',
-           'training_matrix', 'align_models', 'Router', 'fit_recalibration', 'recalibrate', 'jsonable',
-           'routed_correct', 'inner_split', 'kfold_splits', 'BestSingleRouter', 'RandomRouter', 'OracleRouter',
-           'train_head', 'head_predict', 'EmbeddingRouter', 'subject_accuracy', 'SubjectRouter',
-           'SubjectClassifierRouter', 'QueryLabelRouter', 'KNNRouter', 'LogisticRouter', 'MLPRouter', 'MFRouter',
-           'tfidf_features', 'tfidf_vocabulary', 'TfidfRouter', 'member_spec', 'BlendRouter', 'parse_size',
-           'read_costs', 'model_costs', 'cost_picks', 'cost_curve', 'CostAwareRouter']
+           'training_matrix', 'align_models', 'Router', 'jsonable', 'routed_correct', 'inner_split', 'kfold_splits',
+           'BestSingleRouter', 'RandomRouter', 'OracleRouter', 'train_head', 'head_predict', 'EmbeddingRouter',
+           'subject_accuracy', 'SubjectRouter', 'SubjectClassifierRouter', 'QueryLabelRouter', 'KNNRouter',
+           'LogisticRouter', 'MLPRouter', 'MFRouter', 'tfidf_features', 'tfidf_vocabulary', 'TfidfRouter',
+           'member_spec', 'BlendRouter', 'parse_size', 'read_costs', 'model_costs', 'cost_picks', 'cost_curve',
+           'CostAwareRouter']
 
 # %% ../nbs/04_routing.ipynb #e3e6da46
 MMLU_ARC_POOL_EXCLUDE = ['Qwen__Qwen2.5-14B-Instruct', 'AdaptLLM__finance-LLM', 'AdaptLLM__law-LLM',
@@ -105,7 +105,7 @@ class Router:
 
     def _keep(self, params:dict):
         self.params = {k: v for k, v in params.items() if k not in ('self', '__class__')}
-        self.models, self.prior, self.meta, self.calibration = None, None, {}, None
+        self.models, self.prior, self.meta = None, None, {}
 
     def __repr__(self):
         fitted = f", {len(self.models)} models" if self.models else ', not fitted'
@@ -121,8 +121,7 @@ class Router:
         "float [n, models]: how good each model is for each query (higher is better)."
         self._check_fitted()
         texts = check_texts(texts)
-        s = np.asarray(self._scores(texts, _check_subjects(subjects, len(texts))), np.float64)
-        return s if getattr(self, 'calibration', None) is None else recalibrate(s, *self.calibration)
+        return np.asarray(self._scores(texts, _check_subjects(subjects, len(texts))), np.float64)
 
     def _scores(self, texts:list, subjects:list|None) -> np.ndarray: raise NotImplementedError
 
@@ -142,14 +141,6 @@ class Router:
     # --- saving ----------------------------------------------------------------------------------
     def _state(self) -> dict: return {}
     def _set_state(self, arrays:dict): pass
-    def _arrays(self) -> dict:
-        "What `save` writes: the router's state, and its recalibration when it has one."
-        c = getattr(self, 'calibration', None)
-        return {**self._state(), **({} if c is None else {'calibration': np.asarray(c, np.float64)})}
-    def _set_arrays(self, arrays:dict):
-        arrays = dict(arrays); c = arrays.pop('calibration', None)
-        self.calibration = None if c is None else tuple(float(x) for x in c)
-        self._set_state(arrays)
     def _save_extra(self, folder:Path): pass
     def _load_extra(self, folder:Path): pass
 
@@ -163,7 +154,6 @@ def fit(self:Router, rm:ResultsMatrix, # results matrix; its `text` column is th
     train = training_matrix(rm, split)
     self.models = list(train.models)
     self.prior = train.accuracy().fillna(0).to_numpy(np.float64)
-    self.calibration = None
     tuned = self._tune(train)
     self._fit(train)
     self.meta = dict(n_train=train.n_questions, benchmark=train.benchmark, tuned=tuned,
@@ -171,25 +161,6 @@ def fit(self:Router, rm:ResultsMatrix, # results matrix; its `text` column is th
     return self
 
 # %% ../nbs/04_routing.ipynb #35127a59
-def fit_recalibration(p:np.ndarray, # float [n, models] validation scores in [0, 1]
-                      y:np.ndarray, # float [n, models] correctness (NaN: unknown)
-                      eps:float=1e-4) -> tuple|None:
-    "(a, b) of the shared σ(a·logit p + b) with the least log-loss on the known cells; None when it cannot be increasing."
-    from sklearn.linear_model import LogisticRegression
-    p, y = np.asarray(p, np.float64), np.asarray(y, np.float64)
-    k = ~np.isnan(p) & ~np.isnan(y) & np.isfinite(p)
-    if k.sum() < 10 or len(np.unique(y[k])) < 2 or p[k].min() < 0 or p[k].max() > 1: return None
-    x = np.log(np.clip(p[k], eps, 1 - eps) / (1 - np.clip(p[k], eps, 1 - eps)))
-    lr = LogisticRegression(C=1e4).fit(x[:, None], (y[k] > 0.5).astype(int))
-    a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
-    return (a, b) if a > 0 else None
-
-def recalibrate(s:np.ndarray, a:float, b:float, eps:float=1e-4) -> np.ndarray:
-    "σ(a·logit s + b), elementwise (NaN stays NaN)."
-    s = np.clip(np.asarray(s, np.float64), eps, 1 - eps)
-    return 1 / (1 + np.exp(-(a * np.log(s / (1 - s)) + b)))
-
-# %% ../nbs/04_routing.ipynb #1c3043f9
 @patch
 def _tune(self:Router, train:ResultsMatrix) -> dict:
     "Replace 'auto' parameters by the grid value with the best routed accuracy on an inner validation split."
@@ -199,20 +170,14 @@ def _tune(self:Router, train:ResultsMatrix) -> dict:
     if missing: raise MixExpertsError(f"router {self.name!r} cannot choose {missing} automatically; give values")
     tr, va = inner_split(train, seed=self.params.get('seed', 0))
     inner, val = train.subset(tr), train.subset(va)
-    results, scores = [], []
+    results = []
     for combo in itertools.product(*[self.grid[k] for k in auto]):
         cand = type(self)(**{**self.params, **dict(zip(auto, combo))}).fit(inner)
-        ro = cand.route_matrix(val)
-        results.append((float(np.nanmean(routed_correct(val, ro.index))), combo)); scores.append(ro.scores)
-    i = max(range(len(results)), key=lambda j: results[j][0])  # the first of equal accuracies
-    best = results[i]
+        results.append((float(np.nanmean(routed_correct(val, cand.route_matrix(val).index))), combo))
+    best = max(results, key=lambda r: r[0])  # the first of equal accuracies
     self.params.update(zip(auto, best[1]))
-    out = dict(chosen=dict(zip(auto, best[1])), validation_accuracy=best[0], n_validation=val.n_questions,
-               grid=[dict(zip(auto, c), accuracy=a) for a, c in results])
-    if self.probabilistic:   # the chosen candidate's validation scores calibrate the final router's
-        self.calibration = fit_recalibration(scores[i], val.correct)
-        out['calibration'] = list(self.calibration) if self.calibration else None
-    return out
+    return dict(chosen=dict(zip(auto, best[1])), validation_accuracy=best[0], n_validation=val.n_questions,
+                grid=[dict(zip(auto, c), accuracy=a) for a, c in results])
 
 # %% ../nbs/04_routing.ipynb #4c49a946
 @patch
@@ -223,7 +188,7 @@ def save(self:Router, path, force:bool=False) -> Path:
     folder = Path(path)
     check_writable(folder/'router.json', force)
     folder.mkdir(parents=True, exist_ok=True)
-    arrays = {k: np.ascontiguousarray(v) for k, v in {**self._arrays(), 'prior': self.prior}.items()}
+    arrays = {k: np.ascontiguousarray(v) for k, v in {**self._state(), 'prior': self.prior}.items()}
     with atomic_path(folder/'weights.safetensors', force=True) as tmp: save_file(arrays, str(tmp))
     self._save_extra(folder)
     write_json(dict(format=1, router=self.name, params=jsonable(self.params), models=self.models,
@@ -248,7 +213,7 @@ def load(path) -> 'Router':
     if absent: raise DataFormatError(f"weights lack arrays {absent} listed in router.json", wpath)
     r.prior = arrays.pop('prior')
     if len(r.prior) != len(r.models): raise DataFormatError(f"{len(r.prior)} priors for {len(r.models)} models", wpath)
-    r._set_arrays(arrays)
+    r._set_state(arrays)
     r._load_extra(folder)
     return r
 
@@ -676,13 +641,13 @@ def _simplex(n:int, step:float) -> list:
 class _Composite(EmbeddingRouter):
     "Shared save/load of routers made of member routers."
     def _members_state(self, members:list) -> dict:
-        return {f'm{i}.{k}': v for i, r in enumerate(members) for k, v in r._arrays().items()}
+        return {f'm{i}.{k}': v for i, r in enumerate(members) for k, v in r._state().items()}
     def _restore(self, specs:list, arrays:dict) -> list:
         members = []
         for i, (name, params) in enumerate(member_spec(s) for s in specs):
             r = get_router(name, **params)
             r.models, r.prior = self.models, self.prior
-            r._set_arrays({k[len(f'm{i}.'):]: v for k, v in arrays.items() if k.startswith(f'm{i}.')})
+            r._set_state({k[len(f'm{i}.'):]: v for k, v in arrays.items() if k.startswith(f'm{i}.')})
             members.append(r)
         return members
 
@@ -721,7 +686,7 @@ class BlendRouter(_Composite):
 
     def _scores(self, texts, subjects):
         w = np.asarray(self.params['weights'], np.float64)
-        return sum(wi * m.scores(texts, subjects if m.uses_subject else None) for wi, m in zip(w, self.members) if wi)
+        return sum(wi * m._scores(texts, subjects if m.uses_subject else None) for wi, m in zip(w, self.members) if wi)
 
     def _state(self): return self._members_state(self.members)
     def _set_state(self, arrays): self.members = self._restore(self.params['members'], arrays)
@@ -822,7 +787,7 @@ class CostAwareRouter(_Composite):
         self.params['base'] = {'router': self.base.name, **self.base.params}
 
     def _scores(self, texts, subjects):
-        s = self.base.scores(texts, subjects if self.base.uses_subject else None)
+        s = self.base._scores(texts, subjects if self.base.uses_subject else None)
         lam, c = float(self.params['lam']), self.costs / max(self.costs.max(), 1e-12)
         if np.isinf(lam): return np.where((c == c.min())[None, :], s, -np.inf)  # the cheapest model(s) only
         return s - lam * c[None, :]
