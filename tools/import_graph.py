@@ -22,7 +22,7 @@ LAYERS = [
     ('methods', ['routers', 'orchestrator', 'guarded', 'voting', 'merging']),
     ('method runs', ['routing_eval', 'routed', 'mux_sim', 'mux_live', 'experts', 'search']),
     ('scale', ['pool', 'pool.*', 'pool_*']),
-    ('entry points', ['lmeval', 'serve', 'reproduce', 'commands', 'commands.*', 'cli']),
+    ('entry points', ['lmeval', 'serve', 'rehearsal', 'reproduce', 'commands', 'commands.*', 'cli']),
 ]
 IGNORE = {'__init__', '_modidx'}
 
