@@ -12,8 +12,8 @@ from .core import MixExpertsError, OutputExistsError, write_json
 # %% auto #0
 __all__ = ['PAPERS', 'PROFILES', 'PAPERS_ENV', 'ReproduceError', 'papers_dir', 'available_papers', 'resolve_papers',
            'check_profile', 'paper_setup', 'save_table', 'write_headline', 'FigureCheckError', 'figure_problems',
-           'check_figure', 'save_figure', 'run_paper', 'summary_rows', 'summary_markdown', 'reproduce', 'cmd_reproduce',
-           'add_reproduce_commands']
+           'check_figure', 'save_figure', 'run_paper', 'summary_rows', 'summary_markdown', 'gpu_groups', 'reproduce',
+           'cmd_reproduce', 'add_reproduce_commands']
 
 # %% ../nbs/10_reproduce.ipynb #baaad514
 PAPERS = ('mom', 'bench_coe', 'slm_mux', 'model_swarms', 'bwr')   # in run order
@@ -275,6 +275,37 @@ def summary_markdown(records:list, profile:str) -> str:
     return '\n'.join(lines) + '\n'
 
 # %% ../nbs/10_reproduce.ipynb #351d280c
+def gpu_groups(names:list, gpus:list|None, parallel:bool=False) -> list:
+    "[(papers, GPU ids or None)]: one group per disjoint GPU set with the papers dealt round robin, or one group with all."
+    if not parallel or len(names) < 2: return [(list(names), list(gpus) if gpus else None)]
+    if not gpus: raise MixExpertsError("--parallel runs papers on disjoint GPU sets and no GPU is visible; pass --gpus 0,1,... "
+                                       "(or rehearse: --rehearse brings pretend devices)")
+    k = min(len(names), len(gpus))
+    per = len(gpus) // k
+    return [([n for j, n in enumerate(names) if j % k == i], list(gpus[i * per:(i + 1) * per])) for i in range(k)]
+
+def _run_group(names:list, gpu_ids:list|None, kw:dict) -> list:
+    "Run papers one after another with `CUDA_VISIBLE_DEVICES` set to this group's GPUs (in a worker process when parallel)."
+    if gpu_ids is not None: os.environ['CUDA_VISIBLE_DEVICES'] = ','.join(gpu_ids)
+    recs = []
+    for name in names:
+        if kw['progress']: print(f"[{name}] profile {kw['profile']}" + (f", GPUs {','.join(gpu_ids)}" if gpu_ids else ''), file=sys.stderr, flush=True)
+        rec = run_paper(name, **kw)
+        rec['cuda_visible_devices'] = ','.join(gpu_ids) if gpu_ids is not None else None
+        if kw['progress']: print(f"[{name}] {rec['status']} in {rec['seconds']} s" + (f": {rec['error']}" if rec['error'] else ''), file=sys.stderr, flush=True)
+        recs.append(rec)
+    return recs
+
+def _prepare_out(out:Path, force:bool, resume:bool) -> Path:
+    if out.exists() and any(out.iterdir()):
+        if resume: return out
+        if not force: raise OutputExistsError(f"{out} exists and is not empty; pass force=True (--force) to replace it, "
+                                              "or resume=True (--resume) to go on from the stages it holds")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+# %% ../nbs/10_reproduce.ipynb #fb1a8fdb
 def reproduce(papers='all', # 'all', a name, 'a,b' or a list
               profile:str='cpu', # 'smoke' (CI, ~1 min each), 'cpu' (a CPU, shipped models, ≤10 min each) or 'gpu'
               out='runs/reproduce', # run folder
@@ -282,25 +313,38 @@ def reproduce(papers='all', # 'all', a name, 'a,b' or a list
               papers_folder=None, # the papers folder (default: `papers_dir()`)
               parameters:dict|None=None, # extra parameters for every notebook
               progress:bool=True, kernel:str|None=None, timeout:int|None=None,
+              rehearse:bool=False, # gpu profile on this machine, with the substitutions of `mixexperts.rehearsal`
+              resume:bool=False, # keep an existing run folder: each notebook skips the stages it finished there
+              parallel:bool=False, # papers at once, on disjoint GPU sets
+              gpus:str|None=None, # GPU ids to use ('0,1,2,3'; default: the machine's, or the rehearsal's pretend ones)
              ) -> dict:
     "Run the paper notebooks, write OUT/summary.{json,md}; raise `ReproduceError` naming failed notebooks."
+    import contextlib
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+    from mixexperts.pool import gpu_ids
+    from mixexperts.rehearsal import rehearsal
     check_profile(profile)
+    if rehearse and profile != 'gpu': raise MixExpertsError(f"--rehearse rehearses the gpu profile; got profile {profile!r}")
     names = resolve_papers(papers, papers_folder)
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not force: raise OutputExistsError(f"{out} exists and is not empty; pass force=True (--force) to replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _prepare_out(Path(out), force, resume)
     records, t0 = [], time.perf_counter()
-    for i, name in enumerate(names):
-        if progress: print(f"[{i + 1}/{len(names)}] {name} (profile {profile})", file=sys.stderr, flush=True)
-        rec = run_paper(name, profile, out, papers_folder, parameters, progress, kernel, timeout)
-        if progress: print(f"    {rec['status']} in {rec['seconds']} s" + (f": {rec['error']}" if rec['error'] else ''), file=sys.stderr, flush=True)
-        records.append(rec)
-    summary = dict(profile=profile, papers=names, seconds=round(time.perf_counter() - t0, 1),
-                   ok=all(r['status'] == 'ok' for r in records), records=records, table=summary_rows(records))
+    with (rehearsal(out/'rehearsal') if rehearse else contextlib.nullcontext()) as subs:
+        ids = gpu_ids(gpus) if gpus is not None or not subs else list(subs.gpus)
+        groups = gpu_groups(names, ids, parallel)
+        kw = dict(profile=profile, out=out, papers=papers_folder, parameters=parameters, progress=progress, kernel=kernel, timeout=timeout)
+        if len(groups) == 1: records = _run_group(*groups[0], kw)
+        else:
+            import mixexperts.reproduce as this   # the worker imports the function by its module name
+            with ProcessPoolExecutor(len(groups), mp_context=get_context('spawn')) as ex:
+                done = [ex.submit(this._run_group, g, i, kw) for g, i in groups]
+                by_name = {r['paper']: r for f in done for r in f.result()}
+            records = [by_name[n] for n in names]
+    summary = dict(profile=profile, papers=names, seconds=round(time.perf_counter() - t0, 1), rehearsed=bool(rehearse),
+                   parallel=len(groups) > 1, ok=all(r['status'] == 'ok' for r in records), records=records, table=summary_rows(records))
+    if subs: summary['substitutions'] = subs.to_dict()
     write_json(summary, out/'summary.json', force=True)
-    (out/'summary.md').write_text(summary_markdown(records, profile))
+    (out/'summary.md').write_text(summary_markdown(records, profile + (' (rehearsed on CPU)' if rehearse else '')))
     fails = [r for r in records if r['status'] != 'ok']
     if fails: raise ReproduceError(f"{len(fails)} of {len(records)} paper notebooks failed (summary in {out/'summary.md'}):\n"
                                    + '\n'.join(r['error'] for r in fails))
@@ -315,7 +359,8 @@ def cmd_reproduce(a):
         if not sep: raise MixExpertsError(f"--param wants KEY=VALUE, got {item!r}")
         try: params[k] = json.loads(v)
         except json.JSONDecodeError: params[k] = v
-    try: s = reproduce(a.paper, a.profile, a.out, a.force, a.papers, params, not a.quiet, a.kernel, a.timeout)
+    try: s = reproduce(a.paper, a.profile, a.out, a.force, a.papers, params, not a.quiet, a.kernel, a.timeout,
+                       a.rehearse, a.resume, a.parallel, a.gpus)
     except ReproduceError:
         md = Path(a.out)/'summary.md'
         if md.exists(): print(md.read_text())
@@ -334,4 +379,8 @@ def add_reproduce_commands(p): # the `reproduce` group's parser (made by `mixexp
     p.add_argument('--kernel', default=None, help='Jupyter kernel (default: the notebooks\')')
     p.add_argument('--timeout', type=int, default=None, help='seconds per cell')
     p.add_argument('--quiet', action='store_true', help='no progress output')
+    p.add_argument('--rehearse', action='store_true', help='run the gpu profile on this machine with the substitutions of mixexperts.rehearsal')
+    p.add_argument('--resume', action='store_true', help='keep an existing run folder; notebooks skip the stages they finished')
+    p.add_argument('--parallel', action='store_true', help='papers at once, each on its own GPUs')
+    p.add_argument('--gpus', default=None, help="GPU ids to use, e.g. 0,1,2,3 (default: the machine's)")
     p.set_defaults(func=cmd_reproduce)
