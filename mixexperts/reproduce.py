@@ -12,8 +12,8 @@ from .core import MixExpertsError, OutputExistsError, write_json
 # %% auto #0
 __all__ = ['PAPERS', 'PROFILES', 'PAPERS_ENV', 'ReproduceError', 'papers_dir', 'available_papers', 'resolve_papers',
            'check_profile', 'paper_setup', 'save_table', 'write_headline', 'FigureCheckError', 'figure_problems',
-           'check_figure', 'save_figure', 'run_paper', 'summary_rows', 'summary_markdown', 'gpu_groups', 'reproduce',
-           'cmd_reproduce', 'add_reproduce_commands']
+           'check_figure', 'save_figure', 'run_paper', 'headline_row', 'summary_rows', 'summary_markdown', 'gpu_groups',
+           'reproduce', 'cmd_reproduce', 'add_reproduce_commands']
 
 # %% ../nbs/10_reproduce.ipynb #baaad514
 PAPERS = ('mom', 'bench_coe', 'slm_mux', 'model_swarms', 'bwr')   # in run order
@@ -247,6 +247,25 @@ def run_paper(paper:str, # a notebook name in the papers folder
         else: rec['result'] = json.loads(h.read_text())
     return rec
 
+# %% ../nbs/10_reproduce.ipynb #6cbb8a32
+def headline_row(quantity:str, # what the row reports
+                 correct=None, # per-question values of ours (1/0, partial credit): sets `ours`, `n` and the 95% interval
+                 baseline=None, # per-question values of the baseline on the same questions: the paired difference and its interval
+                 paper=None, # the paper's number (None when not reported)
+                 note:str='', ours=None, # `ours` when there are no per-question values (a count, a time)
+                ) -> dict:
+    "One headline row: quantity, ours, paper, note, and with per-question values n, low, high (and diff, diff_low, diff_high)."
+    from mixexperts.stats import mean_interval, paired_difference
+    r = dict(quantity=quantity, ours=ours, paper=paper, note=note)
+    if correct is not None:
+        m = mean_interval(correct, nan=0.0)
+        r.update(ours=m['mean'], n=m['n'], low=m['low'], high=m['high'])
+        if baseline is not None:
+            d = paired_difference(correct, baseline, nan=0.0)
+            r.update(diff=d['diff'], diff_low=d['low'], diff_high=d['high'])
+    elif baseline is not None: raise MixExpertsError(f"{quantity}: a baseline needs the per-question values of ours (correct=)")
+    return r
+
 # %% ../nbs/10_reproduce.ipynb #6af39f62
 def _fmt(v) -> str:
     if v is None: return '—'
@@ -260,16 +279,21 @@ def summary_rows(records:list) -> list:
         head = (r.get('result') or {}).get('headline') or [{}]
         for h in head:
             rows.append(dict(paper=r['paper'], status=r['status'], seconds=r.get('seconds'), quantity=h.get('quantity'),
-                             ours=h.get('ours'), paper_value=h.get('paper'), note=h.get('note')))
+                             ours=h.get('ours'), n=h.get('n'), low=h.get('low'), high=h.get('high'), diff=h.get('diff'),
+                             diff_low=h.get('diff_low'), diff_high=h.get('diff_high'), paper_value=h.get('paper'), note=h.get('note')))
     return rows
 
 def summary_markdown(records:list, profile:str) -> str:
     "The summary as a Markdown document: one table, then each failure."
     lines = [f'# mixexperts reproduce: profile `{profile}`', '',
-             '| paper | status | seconds | quantity | ours | paper | note |', '|---|---|---:|---|---:|---:|---|']
+             '| paper | status | seconds | quantity | ours | n | 95% interval | vs baseline (95%) | paper | note |',
+             '|---|---|---:|---|---:|---:|---|---|---:|---|']
+    def span(a, b): return f'{_fmt(a)} … {_fmt(b)}' if a is not None and b is not None else ''
     for r in summary_rows(records):
-        lines.append('| ' + ' | '.join(_fmt(r[k]) if r[k] is not None else ('' if k == 'note' else '—')
-                                       for k in ('paper', 'status', 'seconds', 'quantity', 'ours', 'paper_value', 'note')) + ' |')
+        ci, d = span(r['low'], r['high']), (f"{r['diff']:+.4f} ({span(r['diff_low'], r['diff_high'])})" if r['diff'] is not None else '')
+        cells = [_fmt(r['paper']), _fmt(r['status']), _fmt(r['seconds']), _fmt(r['quantity']), _fmt(r['ours']),
+                 str(r['n']) if r['n'] is not None else '', ci, d, _fmt(r['paper_value']), r['note'] or '']
+        lines.append('| ' + ' | '.join(cells) + ' |')
     fails = [r for r in records if r['status'] != 'ok']
     if fails: lines += ['', '## Failures', ''] + [f"- **{r['paper']}**: {r['error']}" for r in fails]
     return '\n'.join(lines) + '\n'
