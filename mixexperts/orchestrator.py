@@ -14,7 +14,7 @@ from .routers import ROUTERS, Router, training_matrix
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['orchestrator_targets', 'prior_bias', 'TextClassifierRouter', 'MoMRouter']
+__all__ = ['orchestrator_targets', 'prior_bias', 'mixed_precision', 'TextClassifierRouter', 'MoMRouter']
 
 # %% ../nbs/04a_orchestrator.ipynb #7791a5e6
 class _TextDataset:
@@ -71,6 +71,14 @@ def _quiet_transformers():
             yield
     finally: tlog.set_verbosity(old)
 
+def mixed_precision(precision:str='auto', # 'auto' (the device's `auto` dtype), 'float32', 'bfloat16' or 'float16'
+                    device:str='cpu') -> dict:
+    "`TrainingArguments` flags for `precision` on `device`: bf16 on GPUs that have it, fp16 on older ones, none on the CPU."
+    from mixexperts.backends import torch_dtype
+    import torch
+    dt = torch_dtype(precision, device) if precision == 'auto' else torch_dtype(precision)
+    return dict(bf16=dt == torch.bfloat16, fp16=dt == torch.float16)
+
 def _training_args(out:str, p:dict, n_train:int, progress:bool, use_cpu:bool):
     "transformers `TrainingArguments` for the orchestrator (length-grouped batches where supported)."
     from transformers import TrainingArguments
@@ -79,13 +87,14 @@ def _training_args(out:str, p:dict, n_train:int, progress:bool, use_cpu:bool):
               per_device_train_batch_size=int(p['batch_size']), per_device_eval_batch_size=64,
               weight_decay=float(p['weight_decay']), warmup_steps=float(p['warmup']) if 'warmup_ratio' not in names else 0,
               logging_steps=max(1, n_train // int(p['batch_size']) // 10), save_strategy='no', report_to='none',
-              seed=int(p['seed']), data_seed=int(p['seed']), use_cpu=use_cpu, disable_tqdm=not progress)
+              seed=int(p['seed']), data_seed=int(p['seed']), use_cpu=use_cpu, disable_tqdm=not progress,
+              max_steps=int(p.get('max_steps', -1)), **mixed_precision(p.get('precision') or 'auto', 'cpu' if use_cpu else 'cuda'))
     if 'warmup_ratio' in names: kw['warmup_ratio'] = float(p['warmup'])
     if 'train_sampling_strategy' in names: kw['train_sampling_strategy'] = 'group_by_length'
     elif 'group_by_length' in names: kw['group_by_length'] = True
     return TrainingArguments(**kw)
 
-# %% ../nbs/04a_orchestrator.ipynb #49322799
+# %% ../nbs/04a_orchestrator.ipynb #b2859d39
 @ROUTERS.register('orchestrator')
 class TextClassifierRouter(Router):
     "MoM's orchestrator: an encoder fine-tuned to predict each model's correctness (multi) or the best model (single)."
@@ -97,6 +106,8 @@ class TextClassifierRouter(Router):
                  max_length:int=128, # tokens per text (MMLU router texts: median ≈ 70)
                  max_train:int|None=None, # subsample the training questions to at most this many (CPU budgets)
                  weight_decay:float=0.01, warmup:float=0.06, # warmup as a fraction of the steps
+                 max_steps:int=-1, # optimizer steps (-1: `epochs` decide; a rehearsal runs a few)
+                 precision:str|None=None, # mixed precision (None: bf16 on GPUs that have it, fp16 on older ones, fp32 on CPU)
                  device:str|None=None, progress:bool=True, seed:int=0):
         self._keep(locals())
         self.params['mode'] = mode or self.mode_default

@@ -36,6 +36,7 @@ class Substitutions:
     limit: int = 6                    # questions per task (lm-eval --limit, live runs, search splits)
     max_steps: int = 3                # Trainer steps in place of epochs
     max_tokens: int = 48              # generation budget in place of the paper's thousands of tokens
+    iterations: int = 1               # search iterations in place of the paper's
     gpus: tuple = ('0', '1')          # pretend devices for placement
     reward_model: str = 'plumbing only: no reward model ships; the objective is wired and scored by a shipped LM'
 
@@ -70,6 +71,7 @@ def substitution_rows(subs:Substitutions|None) -> list:
             dict(what='encoder', paper='ModernBERT-base / bert-base-uncased', this_run=subs.encoder),
             dict(what='training', paper='epochs', this_run=f'{subs.max_steps} Trainer steps'),
             dict(what='generation', paper="the paper's max_tokens", this_run=f'{subs.max_tokens} tokens'),
+            dict(what='search', paper="the paper's iterations", this_run=f'{subs.iterations} iteration(s)'),
             dict(what='GPUs', paper='CUDA devices', this_run=f"pretend devices {','.join(subs.gpus)} (placement only; the CPU computes)"),
             dict(what='reward model', paper='a reward model scores generations', this_run=subs.reward_model)]
 
@@ -167,6 +169,20 @@ def max_steps(self:GpuRun, n:int=-1) -> int:
 def max_tokens(self:GpuRun, n:int) -> int:
     "Generation budget: `n`, capped in rehearsal."
     return min(int(n), self.subs.max_tokens) if self.subs else int(n)
+
+@patch
+def iterations(self:GpuRun, n:int) -> int:
+    "Search iterations: `n`, capped in rehearsal."
+    return min(int(n), self.subs.iterations) if self.subs else int(n)
+
+@patch
+def adapters(self:GpuRun, ids:list) -> list:
+    "Hub ids of adapters to download: `ids`, or in rehearsal those the loopback hub serves (in the paper's order)."
+    ids = list(ids)
+    if not self.subs: return ids
+    served = [i for i in ids if i in self.subs.hub]
+    if not served: raise RehearsalError(f"{self.paper}: the rehearsal hub serves none of {ids}; it serves {list(self.subs.hub)}")
+    return served
 
 @patch
 def gpus(self:GpuRun) -> str|None:
