@@ -18,18 +18,9 @@ naive_ratio (largest naive makespan / ours over the same runs), per-run figures,
 import json
 
 from mixexperts.pool import Job, PoolModel, PoolConfig, TaskSpec, make_jobs, list_schedule, lower_bound
+from mixexperts.rehearsal import MOM_POOL
 
-# MoM registry, id 1-27: hub id -> parameters in billions (algorithms.md section 8)
-MOM_POOL = {
-    'meta-llama/Llama-3.2-1B-Instruct': 1, 'meta-llama/Llama-3.2-3B-Instruct': 3, 'meta-llama/Llama-3.1-8B-Instruct': 8,
-    'mistralai/Ministral-8B-Instruct-2410': 8, 'mistralai/Mistral-7B-Instruct-v0.3': 7, 'google/gemma-2-2b-it': 2,
-    'google/gemma-2-9b-it': 9, 'Qwen/Qwen2.5-7B-Instruct': 7, 'google/gemma-3-1b-it': 1, 'google/gemma-3-4b-it': 4,
-    'deepseek-ai/deepseek-math-7b-instruct': 7, 'Qwen/Qwen2.5-Math-7B-Instruct': 7, 'nvidia/OpenMath2-Llama3.1-8B': 8,
-    'MathLLMs/MathCoder-CL-7B': 7, 'BioMistral/BioMistral-7B': 7, 'aaditya/Llama3-OpenBioLLM-8B': 8,
-    'Henrychur/MMed-Llama-3-8B': 8, 'AdaptLLM/medicine-chat': 7, 'google/medgemma-4b-it': 4, 'AdaptLLM/law-chat': 7,
-    'Equall/Saul-7B-Instruct-v1': 7, 'instruction-pretrain/finance-Llama3-8B': 8, 'AdaptLLM/finance-chat': 7,
-    'Qwen/Qwen2.5-3B-Instruct': 3, 'microsoft/Phi-3-mini-4k-instruct': 3.8, 'Qwen/Qwen3-1.7B': 1.7, 'Qwen/Qwen3-4B': 4,
-}
+# MoM registry, id 1-27: hub id -> parameters in billions (algorithms.md section 8), as the MoM notebook picks from it
 # the reference's eval/output benchmarks (humaneval left out) -> lm-eval task and its question count
 BENCHMARKS = {
     'agieval': ('agieval', 8062),          # English + Chinese AGIEval subsets

@@ -12,9 +12,10 @@ from fastcore.basics import patch
 from .pool import TaskSpec, has_cuda, rehearsal_tasks
 
 # %% auto #0
-__all__ = ['REHEARSAL_ENV', 'STAND_INS', 'REHEARSAL_MMLU_SUBJECTS', 'SWARM_ADAPTERS', 'RehearsalError', 'Substitutions',
-           'active_substitutions', 'substitution_rows', 'pick', 'GpuRun', 'StageError', 'rehearsal_mmlu_tasks',
-           'rehearsal_task_table', 'rehearsal_hub_repos', 'prepare_rehearsal', 'rehearsal']
+__all__ = ['REHEARSAL_ENV', 'STAND_INS', 'MOM_POOL', 'MOM_BENCHMARKS', 'REHEARSAL_MMLU_SUBJECTS', 'SWARM_ADAPTERS',
+           'RehearsalError', 'Substitutions', 'active_substitutions', 'substitution_rows', 'pick', 'GpuRun',
+           'StageError', 'rehearsal_mmlu_tasks', 'rehearsal_task_table', 'rehearsal_hub_repos', 'prepare_rehearsal',
+           'rehearsal']
 
 # %% ../nbs/10a_rehearsal.ipynb #c899991d
 REHEARSAL_ENV = 'MIXEXPERTS_REHEARSAL'   # path of the substitutions JSON a rehearsal runs under
@@ -37,6 +38,7 @@ class Substitutions:
     max_steps: int = 3                # Trainer steps in place of epochs
     max_tokens: int = 48              # generation budget in place of the paper's thousands of tokens
     iterations: int = 1               # search iterations in place of the paper's
+    folds: int = 2                    # cross-validation folds in place of the paper's
     gpus: tuple = ('0', '1')          # pretend devices for placement
     reward_model: str = 'plumbing only: no reward model ships; the objective is wired and scored by a shipped LM'
 
@@ -72,6 +74,7 @@ def substitution_rows(subs:Substitutions|None) -> list:
             dict(what='training', paper='epochs', this_run=f'{subs.max_steps} Trainer steps'),
             dict(what='generation', paper="the paper's max_tokens", this_run=f'{subs.max_tokens} tokens'),
             dict(what='search', paper="the paper's iterations", this_run=f'{subs.iterations} iteration(s)'),
+            dict(what='folds', paper="the paper's k-fold", this_run=f'{subs.folds} folds'),
             dict(what='GPUs', paper='CUDA devices', this_run=f"pretend devices {','.join(subs.gpus)} (placement only; the CPU computes)"),
             dict(what='reward model', paper='a reward model scores generations', this_run=subs.reward_model)]
 
@@ -91,6 +94,22 @@ def pick(table, # the paper's models (ids), or {benchmark: lm-eval tasks}
     if bad: raise MixExpertsError(f"{what}: unknown {bad}; the paper's {what} are {names}")
     keep = {short.get(c, c) for c in chosen}
     return [n for n in names if n in keep]
+
+# %% ../nbs/10a_rehearsal.ipynb #d4387657
+MOM_POOL = {  # the MoM reference registry, ids 1-27: hub id -> parameters in billions
+    'meta-llama/Llama-3.2-1B-Instruct': 1, 'meta-llama/Llama-3.2-3B-Instruct': 3, 'meta-llama/Llama-3.1-8B-Instruct': 8,
+    'mistralai/Ministral-8B-Instruct-2410': 8, 'mistralai/Mistral-7B-Instruct-v0.3': 7, 'google/gemma-2-2b-it': 2,
+    'google/gemma-2-9b-it': 9, 'Qwen/Qwen2.5-7B-Instruct': 7, 'google/gemma-3-1b-it': 1, 'google/gemma-3-4b-it': 4,
+    'deepseek-ai/deepseek-math-7b-instruct': 7, 'Qwen/Qwen2.5-Math-7B-Instruct': 7, 'nvidia/OpenMath2-Llama3.1-8B': 8,
+    'MathLLMs/MathCoder-CL-7B': 7, 'BioMistral/BioMistral-7B': 7, 'aaditya/Llama3-OpenBioLLM-8B': 8,
+    'Henrychur/MMed-Llama-3-8B': 8, 'AdaptLLM/medicine-chat': 7, 'google/medgemma-4b-it': 4, 'AdaptLLM/law-chat': 7,
+    'Equall/Saul-7B-Instruct-v1': 7, 'instruction-pretrain/finance-Llama3-8B': 8, 'AdaptLLM/finance-chat': 7,
+    'Qwen/Qwen2.5-3B-Instruct': 3, 'microsoft/Phi-3-mini-4k-instruct': 3.8, 'Qwen/Qwen3-1.7B': 1.7, 'Qwen/Qwen3-4B': 4,
+}
+MOM_BENCHMARKS = {  # the reference's eval/output benchmarks (humaneval left out: it executes generated code) -> lm-eval task
+    'mmlu': 'mmlu', 'arc': 'arc_challenge', 'csqa': 'commonsense_qa', 'hellaswag': 'hellaswag', 'logiqa': 'logiqa',
+    'agieval': 'agieval', 'mathqa': 'mathqa', 'medmcqa': 'medmcqa', 'mgsm': 'mgsm_direct',
+}
 
 # %% ../nbs/10a_rehearsal.ipynb #851a36cb
 class GpuRun:
@@ -174,6 +193,11 @@ def max_tokens(self:GpuRun, n:int) -> int:
 def iterations(self:GpuRun, n:int) -> int:
     "Search iterations: `n`, capped in rehearsal."
     return min(int(n), self.subs.iterations) if self.subs else int(n)
+
+@patch
+def folds(self:GpuRun, n:int) -> int:
+    "Cross-validation folds: `n`, capped in rehearsal."
+    return min(int(n), self.subs.folds) if self.subs else int(n)
 
 @patch
 def adapters(self:GpuRun, ids:list) -> list:
