@@ -9,18 +9,18 @@ from dataclasses import dataclass
 from fastcore.basics import patch
 from pathlib import Path
 from .core import *
+from .backends import DTYPES
 from .models import LOCAL_MODELS, resolve_model
 from .routers import MODEL_SIZES, parse_size
 
 # %% auto #0
-__all__ = ['DTYPES', 'ENGINES', 'TASK_QUESTIONS', 'PoolModel', 'PoolConfig', 'read_pool', 'TaskSpec', 'parse_tasks',
-           'check_tasks', 'Job', 'make_jobs', 'lpt_order', 'next_fit', 'Slot', 'Schedule', 'list_schedule',
-           'lower_bound', 'lm_eval_command', 'has_cuda', 'collect_outputs', 'RunOptions', 'run_job', 'finished',
-           'place_outputs', 'check_output', 'prepare_output', 'run_local', 'connect_ray', 'run_ray', 'gpu_ids',
-           'pool_eval', 'pool_table', 'rehearsal_tasks']
+__all__ = ['ENGINES', 'TASK_QUESTIONS', 'PoolModel', 'PoolConfig', 'read_pool', 'TaskSpec', 'parse_tasks', 'check_tasks', 'Job',
+           'make_jobs', 'lpt_order', 'next_fit', 'Slot', 'Schedule', 'list_schedule', 'lower_bound', 'lm_eval_command',
+           'has_cuda', 'collect_outputs', 'RunOptions', 'run_job', 'finished', 'place_outputs', 'check_output',
+           'prepare_output', 'run_local', 'connect_ray', 'run_ray', 'gpu_ids', 'pool_eval', 'pool_table',
+           'rehearsal_tasks']
 
 # %% ../nbs/03c_pool.ipynb #994277f6
-DTYPES = ('auto', 'float32', 'bfloat16', 'float16')
 ENGINES = ('hf', 'vllm')
 
 def _positive_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool) and v >= 1
