@@ -14,9 +14,9 @@ from .core import progress as progress_bar   # `progress` is a parameter name be
 from .models import LOCAL_MODELS, resolve_model
 
 # %% auto #0
-__all__ = ['DTYPES', 'Completion', 'check_sampling', 'is_chat', 'Backend', 'default_device', 'torch_dtype', 'load_kwargs',
-           'load_causal_lm', 'default_add_bos', 'render_prompt', 'encode_text', 'prompt_token_ids', 'pair_token_ids',
-           'HFBackend', 'train_lora']
+__all__ = ['DTYPES', 'Completion', 'check_sampling', 'is_chat', 'Backend', 'default_device', 'auto_dtype', 'torch_dtype',
+           'load_kwargs', 'load_causal_lm', 'default_add_bos', 'render_prompt', 'encode_text', 'prompt_token_ids',
+           'pair_token_ids', 'HFBackend', 'train_lora']
 
 # %% ../nbs/03_backends.ipynb #34a606fb
 @dataclass
@@ -96,15 +96,23 @@ def default_device() -> str:
     import torch
     return 'cuda' if torch.cuda.is_available() else 'cpu'
 
+def auto_dtype(device:str, # where the model runs: 'cpu', 'cuda', 'cuda:1', 'mps', …
+               bf16_supported:bool|None=None): # whether that CUDA GPU computes in bf16 (needed for a CUDA device)
+    "What dtype 'auto' means on `device`: bf16 on a CUDA GPU that has it, fp16 on other CUDA GPUs, fp32 elsewhere."
+    import torch
+    if not str(device).startswith('cuda'): return torch.float32
+    if bf16_supported is None: raise MixExpertsError(f"auto_dtype: give bf16_supported for the CUDA device {device!r}")
+    return torch.bfloat16 if bf16_supported else torch.float16
+
 def torch_dtype(dtype, # a name in DTYPES (or a torch dtype)
                 device:str='cpu'):
-    "The torch dtype `dtype` means on `device`: 'auto' is bf16 on CUDA GPUs that have it, fp16 on other CUDA GPUs, fp32 elsewhere."
+    "The torch dtype `dtype` means on `device` (see `auto_dtype` for 'auto'; a CUDA device is asked whether it has bf16)."
     import torch
     if isinstance(dtype, torch.dtype): return dtype
     if dtype not in DTYPES: raise MixExpertsError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if dtype != 'auto': return getattr(torch, dtype)
-    if not str(device).startswith('cuda'): return torch.float32
-    with torch.cuda.device(torch.device(device)): return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if not str(device).startswith('cuda'): return auto_dtype(device)
+    with torch.cuda.device(torch.device(device)): return auto_dtype(device, torch.cuda.is_bf16_supported())
 
 # %% ../nbs/03_backends.ipynb #f8889e85
 def load_kwargs(dtype='auto', device:str|None=None, device_map=None, trust_remote_code:bool=False) -> dict:

@@ -10,6 +10,7 @@ from fastcore.basics import patch
 from .core import *
 from .backends import Backend, HFBackend
 from .routed import load_routed_backend
+from .tasks import local_task_yaml
 
 import lm_eval.models  # noqa: F401  (lm-eval imports its own models only while its registry is empty)
 from lm_eval.api.model import LM
@@ -103,60 +104,19 @@ def _swarm_rows(path:Path, split:str) -> list:
                          label=letters.index(x['answer']), domain=x.get('domain', d.get('dataset', path.stem))))
     return rows
 
-_MC_YAML = """task: {task}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    validation: {dev}
-    test: {test}
-validation_split: validation
-test_split: test
-output_type: multiple_choice
-doc_to_text: "Question: {{{{question.strip()}}}}\\n{{% for o in options %}}{{{{ 'ABCDEFGHIJKLMNOP'[loop.index0] }}}}. {{{{ o }}}}\\n{{% endfor %}}Answer:"
-doc_to_choice: "{{{{ ['A','B','C','D','E','F','G','H','I','J','K','L','M','N','O','P'][:options|length] }}}}"
-doc_to_target: label
-target_delimiter: " "
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 1.0
-  source: {source}
-"""
+_MC_TASK = dict(  # lettered options, scored as the continuations " A", " B", …
+    doc_to_text="Question: {{question.strip()}}\n{% for o in options %}{{ 'ABCDEFGHIJKLMNOP'[loop.index0] }}. {{ o }}\n{% endfor %}Answer:",
+    doc_to_choice="{{ ['A','B','C','D','E','F','G','H','I','J','K','L','M','N','O','P'][:options|length] }}",
+    doc_to_target='label', target_delimiter=' ')
 
 # %% ../nbs/08_lmeval.ipynb #f2cf82f3
-_GSM_YAML = """task: {task}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {test}
-test_split: test
-output_type: generate_until
-doc_to_text: "Question: {{{{question.strip()}}}}\\nAnswer:"
-doc_to_target: target
-generation_kwargs:
-  until: ["\\n\\nQuestion:", "Question:"]
-  max_gen_toks: 256
-  do_sample: false
-  temperature: 0.0
-filter_list:
-  - name: last-number
-    filter:
-      - function: regex
-        regex_pattern: "(-?[$0-9.,]*[0-9])"
-        group_select: -1
-      - function: take_first
-metric_list:
-  - metric: exact_match
-    aggregation: mean
-    higher_is_better: true
-    ignore_case: true
-    regexes_to_ignore: [",", "\\\\$", "\\\\.0+$"]
-metadata:
-  version: 1.0
-  source: {source}
-"""
+_GSM_TASK = dict(  # greedy answer, its last number matched exactly
+    doc_to_text="Question: {{question.strip()}}\nAnswer:", doc_to_target='target', output_type='generate_until',
+    generation_kwargs=dict(until=["\n\nQuestion:", "Question:"], max_gen_toks=256, do_sample=False, temperature=0.0),
+    filter_list=[dict(name='last-number', filter=[dict(function='regex', regex_pattern="(-?[$0-9.,]*[0-9])", group_select=-1),
+                                                  dict(function='take_first')])],
+    metrics=[dict(metric='exact_match', aggregation='mean', higher_is_better=True, ignore_case=True,
+                  regexes_to_ignore=[",", r"\$", r"\.0+$"])])
 
 def _gsm_target(answer:str) -> str:
     "The number after GSM8K's '####', without thousands separators."
@@ -183,7 +143,8 @@ def write_local_tasks(out=None, # folder for the YAMLs and converted data; defau
         for split in ('dev', 'test'):
             paths[split] = out/'data'/f'swarm_{name}_{split}.jsonl'
             _write_jsonl(_swarm_rows(src, split), paths[split])
-        (out/f'mx_swarm_{name}.yaml').write_text(_MC_YAML.format(task=f'mx_swarm_{name}', dev=paths['dev'], test=paths['test'], source=src))
+        (out/f'mx_swarm_{name}.yaml').write_text(local_task_yaml(f'mx_swarm_{name}', {'validation': paths['dev'], 'test': paths['test']},
+                                                                 source=src, **_MC_TASK))
     gsm = root/'reasoning'/'gsm8k_test.jsonl'
     if gsm.exists():
         rows = []
@@ -191,7 +152,7 @@ def write_local_tasks(out=None, # folder for the YAMLs and converted data; defau
             x = json.loads(line)
             rows.append(dict(id=i - 1, question=x['question'], answer=x['answer'], target=_gsm_target(x['answer'])))
         _write_jsonl(rows, out/'data'/'gsm8k_test.jsonl')
-        (out/'mx_gsm8k.yaml').write_text(_GSM_YAML.format(task='mx_gsm8k', test=out/'data'/'gsm8k_test.jsonl', source=gsm))
+        (out/'mx_gsm8k.yaml').write_text(local_task_yaml('mx_gsm8k', {'test': out/'data'/'gsm8k_test.jsonl'}, source=gsm, **_GSM_TASK))
     return out
 
 def local_task_manager(out=None, data_root=None):

@@ -9,18 +9,19 @@ from dataclasses import dataclass
 from fastcore.basics import patch
 from pathlib import Path
 from .core import *
+from .backends import DTYPES
 from .models import LOCAL_MODELS, resolve_model
 from .routers import MODEL_SIZES, parse_size
+from .tasks import local_task_yaml
 
 # %% auto #0
-__all__ = ['DTYPES', 'ENGINES', 'TASK_QUESTIONS', 'PoolModel', 'PoolConfig', 'read_pool', 'TaskSpec', 'parse_tasks',
-           'check_tasks', 'Job', 'make_jobs', 'lpt_order', 'next_fit', 'Slot', 'Schedule', 'list_schedule',
-           'lower_bound', 'lm_eval_command', 'has_cuda', 'collect_outputs', 'RunOptions', 'run_job', 'finished',
-           'place_outputs', 'check_output', 'prepare_output', 'run_local', 'connect_ray', 'run_ray', 'gpu_ids',
-           'pool_eval', 'pool_table', 'rehearsal_tasks']
+__all__ = ['ENGINES', 'TASK_QUESTIONS', 'PoolModel', 'PoolConfig', 'read_pool', 'TaskSpec', 'parse_tasks', 'check_tasks', 'Job',
+           'make_jobs', 'lpt_order', 'next_fit', 'Slot', 'Schedule', 'list_schedule', 'lower_bound', 'lm_eval_command',
+           'has_cuda', 'collect_outputs', 'RunOptions', 'run_job', 'finished', 'place_outputs', 'check_output',
+           'prepare_output', 'run_local', 'connect_ray', 'run_ray', 'gpu_ids', 'pool_eval', 'pool_table',
+           'rehearsal_tasks']
 
 # %% ../nbs/03c_pool.ipynb #994277f6
-DTYPES = ('auto', 'float32', 'bfloat16', 'float16')
 ENGINES = ('hf', 'vllm')
 
 def _positive_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool) and v >= 1
@@ -525,24 +526,8 @@ def pool_table(recs:list) -> str:
     return '\n'.join('  '.join(str(c).ljust(w[i]) for i, c in enumerate(x)).rstrip() for x in rows)
 
 # %% ../nbs/03c_pool.ipynb #b6010325
-_REHEARSAL_YAML = """task: {task}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
-doc_to_target: "{{{{choices.label.index(answerKey)}}}}"
-doc_to_choice: "{{{{choices.text}}}}"
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 1.0
-  source: {source}
-"""
+_REHEARSAL_TASK = dict(doc_to_text="Question: {{question}}\nAnswer:", doc_to_target="{{choices.label.index(answerKey)}}",
+                       doc_to_choice="{{choices.text}}")
 
 def rehearsal_tasks(folder, # where the YAMLs and their JSONL data go
                     n:int=8, # questions per task
@@ -559,5 +544,5 @@ def rehearsal_tasks(folder, # where the YAMLs and their JSONL data go
         with atomic_write(data, force=True) as f:
             for d in docs: f.write(json.dumps({k: d[k] for k in ('id', 'question', 'choices', 'answerKey')}, ensure_ascii=False) + '\n')
         out[task] = folder/f'{task}.yaml'
-        out[task].write_text(_REHEARSAL_YAML.format(task=task, data=data.resolve(), source=src.name))
+        out[task].write_text(local_task_yaml(task, {'test': data.resolve()}, source=src.name, **_REHEARSAL_TASK))
     return out

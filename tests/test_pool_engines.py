@@ -7,7 +7,7 @@ import torch
 from transformers import AutoTokenizer
 from mixexperts.core import MixExpertsError
 from mixexperts.models import resolve_model
-from mixexperts.backends import HFBackend, default_add_bos, load_kwargs, pair_token_ids, prompt_token_ids, torch_dtype
+from mixexperts.backends import HFBackend, auto_dtype, default_add_bos, load_kwargs, pair_token_ids, prompt_token_ids, torch_dtype
 from mixexperts.remote import VLLMBackend, sampling_kwargs, scoring_kwargs, scoring_requests, vllm_available, vllm_engine_kwargs
 
 SMOL, GEMMA = 'smollm2-135m-instruct', 'gemma3-270m'
@@ -22,6 +22,9 @@ def smol():
 def test_pool_engines_dtype_auto_is_fp32_on_cpu(smol):
     assert torch_dtype('auto', 'cpu') == torch.float32 and smol.model.dtype == torch.float32
     assert torch_dtype('bfloat16', 'cuda') == torch.bfloat16      # explicit names need no GPU to resolve
+    assert auto_dtype('cuda', bf16_supported=True) == torch.bfloat16   # 'auto' on a GPU, without one
+    assert auto_dtype('cuda:0', bf16_supported=False) == torch.float16
+    assert auto_dtype('cpu', bf16_supported=True) == auto_dtype('cpu') == torch.float32
     with pytest.raises(MixExpertsError, match="dtype must be one of auto, float32, bfloat16, float16, got 'half'"):
         HFBackend(SMOL, dtype='half')
 

@@ -39,26 +39,35 @@ def environ_of(pid:int) -> dict:
     return dict(kv.split('=', 1) for kv in Path(f'/proc/{pid}/environ').read_text().split('\0') if '=' in kv)
 
 
-def with_arg(arg:str) -> list:
-    "Live processes with `arg` as one argument of their command line."
+def live_processes(match) -> list:
+    "Pids of the live processes whose command line (a list of bytes arguments) satisfies `match`."
     out = []
     for d in Path('/proc').iterdir():
         if not d.name.isdigit(): continue
         try: argv = (d/'cmdline').read_bytes().split(b'\0')
         except OSError: continue
-        if arg.encode() in argv and alive(int(d.name)): out.append(int(d.name))
+        if match(argv) and alive(int(d.name)): out.append(int(d.name))
     return out
+
+
+def with_arg(arg:str) -> list:
+    "Live processes with `arg` as one argument of their command line."
+    return live_processes(lambda argv: arg.encode() in argv)
 
 
 def listening_on(port:int) -> list:
     "Live processes started with `--port PORT` (a server), not `--base-port PORT` (the pool process)."
-    out = []
-    for d in Path('/proc').iterdir():
-        if not d.name.isdigit(): continue
-        try: argv = (d/'cmdline').read_bytes().split(b'\0')
-        except OSError: continue
-        if any(a == b'--port' and b == str(port).encode() for a, b in zip(argv, argv[1:])) and alive(int(d.name)): out.append(int(d.name))
-    return out
+    return live_processes(lambda argv: any(a == b'--port' and b == str(port).encode() for a, b in zip(argv, argv[1:])))
+
+
+def start_one_server(tmp_path, base_port:int) -> tuple:
+    "`pool serve` of SmolLM2 on the CPU from a free port above `base_port`, once its server process runs: (pool process, server pid)."
+    (tmp_path/'pool.yaml').write_text('- smollm2-135m-instruct\n')
+    port = choose_ports(1, base_port=base_port + os.getpid() % 20000)[0]
+    proc = pool_serve(tmp_path/'pool.yaml', '-o', tmp_path/'e.json', '--engine', 'mixexperts', '--base-port', port, '--gpus', 'none')
+    try: wait_until(lambda: listening_on(port), 30, 'the server process')
+    except AssertionError: proc.kill(); raise
+    return proc, listening_on(port)[0]
 
 
 @pytest.fixture(scope='module')
@@ -169,11 +178,7 @@ def test_pool_serve_stops_every_server_on_sigint(pool):   # last: it ends the mo
 
 
 def test_pool_serve_sigterm_while_starting_leaves_no_server(tmp_path):
-    (tmp_path/'pool.yaml').write_text('- smollm2-135m-instruct\n')
-    port = choose_ports(1, base_port=21000 + os.getpid() % 20000)[0]
-    proc = pool_serve(tmp_path/'pool.yaml', '-o', tmp_path/'e.json', '--engine', 'mixexperts', '--base-port', port, '--gpus', 'none')
-    wait_until(lambda: listening_on(port), 30, 'the server process')
-    child = listening_on(port)[0]
+    proc, child = start_one_server(tmp_path, 21000)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and 'stopped before every server was healthy' in out, err
@@ -181,11 +186,7 @@ def test_pool_serve_sigterm_while_starting_leaves_no_server(tmp_path):
 
 
 def test_pool_serve_sigkill_takes_its_servers_along(tmp_path):
-    (tmp_path/'pool.yaml').write_text('- smollm2-135m-instruct\n')
-    port = choose_ports(1, base_port=41000 + os.getpid() % 20000)[0]
-    proc = pool_serve(tmp_path/'pool.yaml', '-o', tmp_path/'e.json', '--engine', 'mixexperts', '--base-port', port, '--gpus', 'none')
-    wait_until(lambda: listening_on(port), 30, 'the server process')
-    child = listening_on(port)[0]
+    proc, child = start_one_server(tmp_path, 41000)
     proc.kill(); proc.wait(10)
     wait_until(lambda: not alive(child), 20, 'the orphaned server to die')   # the parent-death signal
 
