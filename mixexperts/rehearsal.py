@@ -239,7 +239,7 @@ def stages(self:GpuRun) -> list:
     return [dict(stage=(r := read_json(p))['stage'], seconds=r['seconds']) for p in sorted(d.glob('*.json'), key=os.path.getmtime)] if d.is_dir() else []
 
 # %% ../nbs/10a_rehearsal.ipynb #bc23e2b9
-REHEARSAL_MMLU_SUBJECTS = ('high_school_biology', 'high_school_us_history', 'college_mathematics')
+REHEARSAL_MMLU_SUBJECTS = ('high_school_biology', 'high_school_geography', 'college_mathematics')   # short texts: CPU time
 SWARM_ADAPTERS = tuple(f'bunsenfeng/{n}' for n in ('code_alpaca', 'cot', 'flan_v2', 'gemini_alpaca', 'lima', 'oasst1',
                                                    'open_orca', 'science', 'sharegpt', 'wizardlm'))   # Model Swarms' start experts (§8)
 _MMLU_YAML = """task: {task}
