@@ -17,10 +17,10 @@ from fastcore.basics import patch, patch_to
 __all__ = ['MMLU_ARC_POOL_EXCLUDE', 'ROUTERS', 'DEFAULT_ROUTER', 'MODEL_SIZES', 'LAMBDAS', 'Routing', 'pick', 'get_router',
            'training_matrix', 'align_models', 'Router', 'jsonable', 'routed_correct', 'inner_split', 'kfold_splits',
            'BestSingleRouter', 'RandomRouter', 'OracleRouter', 'train_head', 'head_predict', 'EmbeddingRouter',
-           'subject_accuracy', 'SubjectRouter', 'SubjectClassifierRouter', 'QueryLabelRouter', 'KNNRouter',
-           'LogisticRouter', 'MLPRouter', 'MFRouter', 'tfidf_features', 'tfidf_vocabulary', 'TfidfRouter',
-           'member_spec', 'BlendRouter', 'parse_size', 'read_costs', 'model_costs', 'cost_picks', 'cost_curve',
-           'CostAwareRouter']
+           'subject_accuracy', 'SubjectRouter', 'SubjectClassifierRouter', 'subject_matrix', 'FineTunedSubjectRouter',
+           'QueryLabelRouter', 'KNNRouter', 'LogisticRouter', 'MLPRouter', 'MFRouter', 'tfidf_features',
+           'tfidf_vocabulary', 'TfidfRouter', 'member_spec', 'BlendRouter', 'parse_size', 'read_costs', 'model_costs',
+           'cost_picks', 'cost_curve', 'CostAwareRouter']
 
 # %% ../nbs/04_routing.ipynb #e3e6da46
 MMLU_ARC_POOL_EXCLUDE = ['Qwen__Qwen2.5-14B-Instruct', 'AdaptLLM__finance-LLM', 'AdaptLLM__law-LLM',
@@ -393,11 +393,12 @@ class SubjectRouter(EmbeddingRouter):
         if subjects is not None and not self.classify_always:
             idx = pd.Index(self.subjects).get_indexer(pd.Series(subjects, dtype=object).fillna(''))
         todo = np.flatnonzero(idx < 0)
-        if len(todo):
-            clf = self.classifier()
-            if clf is None: idx[todo] = 0
-            else: idx[todo] = head_predict(clf, self._features([texts[i] for i in todo]), 'softmax').argmax(1)
+        if len(todo): idx[todo] = 0 if self.classifier() is None else self._classify([texts[i] for i in todo])
         return idx
+
+    def _classify(self, texts:list) -> np.ndarray:
+        "The classifier's subject (row of the table) for each text."
+        return head_predict(self.classifier(), self._features(texts), 'softmax').argmax(1)
 
     def _scores(self, texts, subjects): return self.table[self.subject_of(texts, subjects)]
 
@@ -416,6 +417,47 @@ class SubjectRouter(EmbeddingRouter):
 class SubjectClassifierRouter(SubjectRouter):
     "Bench-CoE subject level with the subject always predicted from the text (the deployable variant)."
     classify_always = True
+
+# %% ../nbs/04_routing.ipynb #249c0a5a
+def subject_matrix(rm:ResultsMatrix, subjects:list|None=None) -> ResultsMatrix:
+    "A matrix whose models are the subjects: each question is answered by its own subject only (subject labels as best-model labels)."
+    subjects = sorted(rm.questions['subject'].astype(str).unique()) if subjects is None else list(subjects)
+    idx = pd.Index(subjects).get_indexer(rm.questions['subject'].astype(str))
+    if (idx < 0).any():
+        raise MixExpertsError(f"subject {rm.questions['subject'].iloc[int(np.flatnonzero(idx < 0)[0])]!r} of {rm.benchmark or 'the matrix'} "
+                              f"is not among the {len(subjects)} subjects given")
+    Q, S = rm.n_questions, len(subjects)
+    correct = np.zeros((Q, S)); correct[np.arange(Q), idx] = 1.0
+    return ResultsMatrix(rm.questions, subjects, correct, np.full((Q, S, 1), np.nan), np.full((Q, S), -1, np.int16),
+                         dict(benchmark=f'{rm.benchmark} subjects'))
+
+@ROUTERS.register('subject_ft')
+class FineTunedSubjectRouter(SubjectClassifierRouter):
+    "Bench-CoE subject level as the paper builds it: an encoder fine-tuned to classify the subject (the `mom` Trainer), then the table."
+    def __init__(self, shrink:float=0.0, encoder:str=DEFAULT_ENCODER, # as `subject`; the encoder is fine-tuned
+                 epochs:float=1.0, lr:float=1e-4, batch_size:int=32, max_length:int=128, # as the orchestrator's
+                 max_steps:int=-1, precision:str|None=None, device:str|None=None, progress:bool=False, seed:int=0):
+        self._keep(locals())
+
+    def classifier(self) -> Router|None:
+        "The fine-tuned subject classifier (a `mom` router over the subjects), trained at its first use."
+        if getattr(self, '_pending', None) is not None:
+            train, self._pending = self._pending, None
+            kw = {k: v for k, v in self.params.items() if k != 'shrink'}
+            self.clf = get_router('mom', **kw).fit(subject_matrix(train, self.subjects))
+        return self.clf
+
+    def _classify(self, texts): return self.classifier().route(texts).index
+    def _state(self):
+        self.classifier()
+        return {'table': self.table}
+    def _set_state(self, arrays): self.table, self._pending, self.clf = arrays['table'], None, None
+    def _save_extra(self, folder):
+        super()._save_extra(folder)
+        if self.clf is not None: self.clf.save(folder/'subject_classifier', force=True)
+    def _load_extra(self, folder):
+        super()._load_extra(folder)
+        self.clf = Router.load(folder/'subject_classifier') if (folder/'subject_classifier').is_dir() else None
 
 # %% ../nbs/04_routing.ipynb #3e5fec12
 @ROUTERS.register('query_label')
