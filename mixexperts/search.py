@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_search.ipynb #64225b4c
 from __future__ import annotations
-import dataclasses, hashlib, json, math, os, shutil, time
+import dataclasses, hashlib, json, math, os, re, shutil, time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,35 +20,62 @@ from .experts import make_experts, TRAIN_START
 from .tasks import swarms_data, mc_prompt, parse_mc_output, em_normalize
 
 # %% auto #0
-__all__ = ['STREAMS', 'UPDATE_RULES', 'BWR_CLOSED_FORM', 'UTILITIES', 'ENGINES', 'ENGINE_ARGS', 'load_experts', 'draw_rng',
-           'populate', 'SearchState', 'get_rule', 'UpdateRule', 'SwarmPSO', 'bwr_merge_methods', 'check_bwr_merge',
-           'BWR', 'RandomSearch', 'Utility', 'make_utility', 'SwarmsUtility', 'MCAccuracy', 'ExactMatch', 'MultiTask',
-           'Distance', 'AbstainQA', 'reward_score', 'RewardModel', 'AdapterSlot', 'as_adapter', 'VLLMSlot',
-           'eval_device', 'worker_gpus', 'make_slot', 'digest', 'Evaluator', 'save_checkpoint', 'load_checkpoint',
-           'SearchConfig', 'load_search_config', 'Search', 'plot_utilities', 'run_search']
+__all__ = ['STREAMS', 'UPDATE_RULES', 'BWR_CLOSED_FORM', 'UTILITIES', 'SWARMS_DOMAINS', 'OBJECTIVES', 'ENGINES', 'ENGINE_ARGS',
+           'expert_folder', 'adapter_folders', 'check_base', 'load_experts', 'draw_rng', 'populate', 'SearchState',
+           'get_rule', 'UpdateRule', 'SwarmPSO', 'bwr_merge_methods', 'check_bwr_merge', 'BWR', 'RandomSearch',
+           'Utility', 'make_utility', 'SwarmsUtility', 'MCAccuracy', 'ExactMatch', 'MultiTask', 'Distance', 'AbstainQA',
+           'reward_score', 'RewardModel', 'swarms_objective', 'AdapterSlot', 'as_adapter', 'VLLMSlot', 'eval_device',
+           'worker_gpus', 'make_slot', 'digest', 'Evaluator', 'save_checkpoint', 'load_checkpoint', 'SearchConfig',
+           'load_search_config', 'Search', 'plot_utilities', 'run_search']
 
 # %% ../nbs/07_search.ipynb #b8ef6a7a
 _SAME_CONFIG = ('r', 'lora_alpha', 'target_modules', 'use_rslora', 'rank_pattern', 'alpha_pattern')
 
 def _norm_cfg(v): return sorted(v) if isinstance(v, list) else v
 
-def load_experts(refs:list, # adapter folders, or 'expert-lora:<domain>' (made by make_experts)
+_HUB_ID = re.compile(r'[\w.-]+/[\w.-]+')
+
+def expert_folder(ref:str, # an adapter folder, or a hub id (org/name)
+                  root:Path|None=None, # folder relative paths resolve from
+                 ) -> Path:
+    "The adapter folder of an expert: a folder (relative to `root` or here), else a hub id's snapshot (`fetch_model`)."
+    p = Path(ref).expanduser()
+    if not p.is_absolute() and root is not None and (Path(root)/p).exists(): p = Path(root)/p
+    if p.exists() or not _HUB_ID.fullmatch(str(ref)): return p   # a missing folder is refused by LoraAdapter.load, by name
+    from mixexperts.models import fetch_model
+    return fetch_model(str(ref))
+
+def adapter_folders(folder) -> list:
+    "The LoRA adapter folders inside `folder` (sub-folders with adapter_config.json), sorted by path: Model Swarms' initial experts."
+    folder = Path(folder).expanduser()
+    if not folder.is_dir(): raise DataNotFoundError(f"{folder}: no such folder of adapters")
+    found = sorted(p for p in folder.iterdir() if (p/'adapter_config.json').exists())
+    if not found: raise MixExpertsError(f"{folder} holds no LoRA adapters (sub-folders with adapter_config.json)")
+    return found
+
+def check_base(adapters:list, labels:list, base:str|None):
+    "Refuse a base model other than the one the experts were trained on (compared by name: a hub id and its local copy agree)."
+    name = lambda b: Path(str(b).rstrip('/')).name.lower()
+    for a, lab in zip(adapters, labels):
+        if base and a.base_model and name(a.base_model) != name(base):
+            raise MixExpertsError(f"the search's base model is {base!r} but expert {lab} is a LoRA adapter of {a.base_model!r} "
+                                  "(its adapter_config.json): set base to the experts' model, or leave it out")
+
+def load_experts(refs:list, # adapter folders, hub ids of adapters, or 'expert-lora:<domain>' (made by make_experts)
                  expert_settings:dict|None=None, # make_experts settings for 'expert-lora:' refs (e.g. QUICK_EXPERTS)
                  root:Path|None=None, # folder relative paths resolve from
+                 base:str|None=None, # the base model: 'expert-lora:' experts are made on it, the others must be its adapters
                 ) -> tuple:
     "(adapters, labels, matrix of flattened factors, one row per expert), after checking they can be combined."
     if not refs: raise MixExpertsError("no experts given")
     domains = [r.split(':', 1)[1] for r in map(str, refs) if r.startswith('expert-lora:')]
-    made = make_experts(domains, **(expert_settings or {})) if domains else {}
-    paths = []
-    for r in map(str, refs):
-        if r.startswith('expert-lora:'): paths.append(made[r.split(':', 1)[1]]); continue
-        p = Path(r).expanduser()
-        if not p.is_absolute() and root is not None: p = Path(root)/p
-        paths.append(p)
+    settings = {**({'base': base} if base else {}), **(expert_settings or {})}
+    made = make_experts(domains, **settings) if domains else {}
+    paths = [made[r.split(':', 1)[1]] if r.startswith('expert-lora:') else expert_folder(r, root) for r in map(str, refs)]
     ads = [LoraAdapter.load(p) for p in paths]
     labels = [str(r) for r in refs]
     check_same_base(ads, labels)
+    check_base(ads, labels, base)
     for a, lab in zip(ads[1:], labels[1:]):
         for k in _SAME_CONFIG:
             if _norm_cfg(a.config.get(k)) != _norm_cfg(ads[0].config.get(k)):
@@ -335,6 +362,9 @@ class Utility:
     "Base class: `score(slot, split) → (score, predictions)`; `needs_model` says whether a base model is loaded."
     name, needs_model = '', True
     def __init__(self, spec:dict): self.spec = spec
+    def values(self, preds:list, split:str) -> list|None:
+        "Per-question values of these predictions (1/0 for accuracy) whose mean is the score; None when it has none."
+        return None
     def splits(self) -> dict: raise NotImplementedError
     def items(self, split:str) -> list:
         its = self.splits().get(split)
@@ -386,9 +416,10 @@ class MCAccuracy(SwarmsUtility):
         lls = [ll for ll, _ in slot.loglikelihood(reqs)]
         keys = [ks[int(np.argmax(lls[i:i + len(ks)]))] for i, ks in spans]
         return keys, [f"{k}: {it['choices'][k]}" for k, it in zip(keys, its)]
+    def values(self, preds:list, split:str) -> list: return [float(p == it['answer']) for p, it in zip(preds, self.items(split))]
     def score(self, slot, split:str) -> tuple:
         preds, _ = self.answers(slot, split)
-        return float(np.mean([p == it['answer'] for p, it in zip(preds, self.items(split))])), preds
+        return float(np.mean(self.values(preds, split))), preds
 
 UTILITIES.base = Utility
 
@@ -405,17 +436,31 @@ class ExactMatch(SwarmsUtility):
         its = self.items(split)
         outs = slot.generate([it['question'] for it in its], self.max_tokens)
         preds = [em_normalize(o, self.numeric) for o in outs]
-        return float(np.mean([p != '' and p == em_normalize(it['answer'], self.numeric) for p, it in zip(preds, its)])), preds
+        return float(np.mean(self.values(preds, split))), preds
+    def values(self, preds:list, split:str) -> list:
+        return [float(p != '' and p == em_normalize(it['answer'], self.numeric)) for p, it in zip(preds, self.items(split))]
 
 # %% ../nbs/07_search.ipynb #3f78f8d9
+SWARMS_DOMAINS = dict(legal=('hearsay', 'citation_prediction_classification'), medical=('medqa', 'medmcqa'),
+                      science=('scifact', 'stem'), culture=('normad_country', 'normad_value'))   # Model Swarms' multitask domains
+
+def _domain_parts(spec:dict) -> list:
+    "The parts of Model Swarms' multitask `domain`: multiple choice on each of its data sets, with the spec's slices and scoring."
+    d = spec['domain']
+    if d not in SWARMS_DOMAINS: raise MixExpertsError(f"multitask domain {d!r}: use one of {', '.join(SWARMS_DOMAINS)}")
+    if spec.get('parts'): raise MixExpertsError("a multitask utility takes parts or domain, not both")
+    shared = {k: spec[k] for k in ('dev', 'test', 'scoring', 'max_tokens') if k in spec}
+    return [dict(name='mc_accuracy', dataset=ds, **shared) for ds in SWARMS_DOMAINS[d]]
+
 @UTILITIES.register('multitask')
 class MultiTask(Utility):
-    "Mean (or harmonic mean, Model Swarms' multitask) of several utilities."
+    "Mean (or harmonic mean, Model Swarms' multitask) of several utilities, or of a Model Swarms domain's data sets."
     def __init__(self, spec:dict):
         super().__init__(spec)
-        if not spec.get('parts'): raise MixExpertsError("a multitask utility needs parts: [utility configs]")
-        self.parts = [make_utility(p) for p in spec['parts']]
-        self.agg = spec.get('aggregate', 'mean')
+        parts = _domain_parts(spec) if spec.get('domain') else spec.get('parts')
+        if not parts: raise MixExpertsError("a multitask utility needs parts: [utility configs], or domain: one of " + ', '.join(SWARMS_DOMAINS))
+        self.parts = [make_utility(p) for p in parts]
+        self.agg = spec.get('aggregate', 'harmonic' if spec.get('domain') else 'mean')
         if self.agg not in ('mean', 'harmonic'): raise MixExpertsError(f"multitask aggregate {self.agg!r}: use mean or harmonic")
         self.needs_model = any(p.needs_model for p in self.parts)
     def splits(self): return {s: sum((p.items(s) for p in self.parts), []) for s in ('dev', 'test')}
@@ -424,6 +469,15 @@ class MultiTask(Utility):
         vals = [max(v, 0.01) if self.agg == 'harmonic' else v for v, _ in got]
         s = float(np.mean(vals)) if self.agg == 'mean' else float(len(vals) / sum(1 / v for v in vals))
         return s, sum((pr for _, pr in got), [])
+    def values(self, preds:list, split:str) -> list|None:
+        "The parts' per-question values, one after the other (their mean weighs questions, not parts)."
+        out, i = [], 0
+        for p in self.parts:
+            n = len(p.items(split))
+            v = p.values(preds[i:i + n], split); i += n
+            if v is None: return None
+            out += v
+        return out
 
 @UTILITIES.register('distance')
 class Distance(Utility):
@@ -453,12 +507,15 @@ class AbstainQA(MCAccuracy):
         said = (' true', ' True', ' false', ' False')
         ll = np.array([x for x, _ in slot.loglikelihood([(p, w) for p in prompts for w in said])]).reshape(-1, 4)
         return (np.logaddexp(ll[:, 2], ll[:, 3]) > np.logaddexp(ll[:, 0], ll[:, 1])).tolist()
+    def values(self, preds:list, split:str) -> list:
+        "+1 answered right, −1 answered wrong, 0 abstained: their mean is the effective reliability."
+        return [0.0 if p == 'abstain' else (1.0 if p == it['answer'] else -1.0) for p, it in zip(preds, self.items(split))]
     def score(self, slot, split:str) -> tuple:
         its = self.items(split)
         keys, shown = self.answers(slot, split)
         off = self.abstains(slot, [self.prompt(it) + self.JUDGE.format(s) for it, s in zip(its, shown)])
-        rel = sum((1 if k == it['answer'] else -1) for k, it, a in zip(keys, its, off) if not a) / len(its)
-        return float(rel), ['abstain' if a else k for k, a in zip(keys, off)]
+        preds = ['abstain' if a else k for k, a in zip(keys, off)]
+        return float(np.mean(self.values(preds, split))), preds
 
 # %% ../nbs/07_search.ipynb #e2777528
 def reward_score(r, # raw rewards
@@ -515,6 +572,24 @@ class RewardModel(SwarmsUtility):
         prompts = [it.get('prompt', it.get('question')) for it in self.items(split)]
         s = reward_score(*self.rewards(prompts, slot.generate(prompts, self.max_tokens)), **self.opts)
         return float(s.mean()), [round(float(x), 6) for x in s]
+    def values(self, preds:list, split:str) -> list: return [float(x) for x in preds]
+
+# %% ../nbs/07_search.ipynb #3da9598e
+OBJECTIVES = ('mc_accuracy', 'exact_match', 'abstain_qa', 'multitask', 'reward_model')   # Model Swarms' objectives run here
+
+def swarms_objective(objective:str='mc_accuracy', # one of OBJECTIVES
+                     dataset:str|None=None, # its Model Swarms data set (None: the objective's default; not for multitask)
+                     domain:str|None=None, # multitask: one of SWARMS_DOMAINS
+                     dev:int|None=200, test:int|None=None, # how many dev and test items (None: all)
+                     **extra, # the utility's other keys (scoring, reward_model, max_tokens, ...)
+                    ) -> dict:
+    "The utility config of one of Model Swarms' objectives, checked."
+    if objective not in OBJECTIVES: raise MixExpertsError(f"objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
+    spec = dict(name=objective, dev=[0, dev], test=[0, test], **extra)
+    if objective == 'multitask': spec['domain'] = domain or 'medical'
+    elif dataset: spec['dataset'] = dataset
+    make_utility(spec)
+    return spec
 
 # %% ../nbs/07_search.ipynb #3b3e4b9b
 class AdapterSlot:
@@ -652,7 +727,7 @@ class Evaluator:
 
     def _score_all(self, split:str, vecs:list) -> list:
         if not vecs: return []
-        if self.workers == 1 or len(vecs) == 1:
+        if self.workers == 1:   # with workers, even one candidate goes to a worker: the main process holds no model
             if self.slot is None: self.slot = make_slot(self.template, self.base, self.utility.needs_model, self.batch_size, self.engine, 0, self.engine_args)
             out = []
             for v in vecs: self.slot.load(v); out.append(self.utility.score(self.slot, split))
@@ -736,11 +811,11 @@ def load_checkpoint(run) -> SearchState|None:
 @dataclass(frozen=True)
 class SearchConfig:
     "A population search run: the experts, the objective and the search's settings (saved in the run folder as config.json)."
-    experts: list                   # adapter folders, or 'expert-lora:<domain>' (made by the experts chapter)
+    experts: list                   # adapter folders, hub ids of adapters, or 'expert-lora:<domain>' (made by the experts chapter)
     utility: dict                   # the objective: {name: mc_accuracy|exact_match|abstain_qa|reward_model|multitask|distance, ...}
     rule: str|None = None           # 'swarm', 'bwr' or 'random' (None: the one the command names)
     expert_settings: dict|None = None   # settings of 'expert-lora:' experts (see `make_experts`)
-    base: str|None = None           # the base model (default: the adapters' own)
+    base: str|None = None           # the base model (default: the adapters' own; 'expert-lora:' experts are made on it)
     particles: int|None = None      # population size (default: the number of experts; `populate` adds the rest)
     max_iterations: int = 10
     patience: int = 10              # early stop when the global best is unchanged this many iterations
@@ -773,8 +848,9 @@ class SearchConfig:
         return {k: getattr(self, k) for k in ENGINE_ARGS}
 
     def resolve(self, root:Path) -> SearchConfig:
-        "Expert folders relative to the config file's folder made absolute."
-        return dataclasses.replace(self, experts=[e if str(e).startswith('expert-lora:') or Path(e).is_absolute() else str(root/e) for e in self.experts])
+        "Expert folders relative to the config file's folder made absolute (a hub id stays one unless such a folder exists)."
+        keep = lambda e: str(e).startswith('expert-lora:') or Path(e).is_absolute() or (_HUB_ID.fullmatch(str(e)) and not (root/e).exists())
+        return dataclasses.replace(self, experts=[e if keep(e) else str(root/e) for e in self.experts])
 
     def to_dict(self) -> dict:
         "The config as plain JSON data (what config.json holds)."
@@ -785,14 +861,14 @@ def load_search_config(config) -> SearchConfig:
     "A `SearchConfig` from a YAML file, YAML text, a mapping or an instance (unknown keys refused, expert paths resolved from the file's folder)."
     return load_config(SearchConfig, config, "a search config is a mapping with experts and utility")
 
-def _ensemble_accuracy(preds:list, gold:list) -> float:
-    "Per-question majority vote over ranked predictions (ties: the higher-ranked voter's answer)."
+def _ensemble_hits(preds:list, gold:list) -> list:
+    "Per question, 1.0 when the majority vote over ranked predictions is right (ties: the higher-ranked voter's answer)."
     hits = []
     for q, g in enumerate(gold):
         votes = [p[q] for p in preds]
         counts = {a: votes.count(a) for a in votes}
-        hits.append(max(votes, key=lambda a: (counts[a], -votes.index(a))) == g)
-    return float(np.mean(hits))
+        hits.append(float(max(votes, key=lambda a: (counts[a], -votes.index(a))) == g))
+    return hits
 
 def _gold(ut:Utility, split:str) -> list|None:
     if isinstance(ut, MultiTask):
@@ -811,6 +887,8 @@ class Search:
                  resume:bool=False, # continue the run in `out` from its last checkpoint
                  workers:int|None=None, # evaluation processes (overrides the config; results do not depend on it)
                  progress=None, # a function called with each log line
+                 start_from=None, # another rule's run folder on the same experts, objective and population: its scores of
+                                  # the starting population are reused instead of computed again
                 ):
         cfg = load_search_config(config)
         if rule is not None and cfg.rule is not None and cfg.rule != rule:
@@ -827,7 +905,8 @@ class Search:
                 raise MixExpertsError(f"{self.out} was run with another config ({diff!r} differs); resume it with the same config")
             self.state = load_checkpoint(self.out)
         elif self.out.exists(): raise OutputExistsError(f"{self.out} already exists; pass --resume (resume=True) to continue that run, or choose another folder")
-        self.adapters, self.labels, self.E = load_experts(cfg.experts, cfg.expert_settings)
+        self.adapters, self.labels, self.E = load_experts(cfg.experts, cfg.expert_settings, base=cfg.base)
+        self.known = {} if start_from is None or resume else _start_scores(start_from, cfg)
         if not resume:
             self.out.mkdir(parents=True)
             write_json(cfg.to_dict(), self.out/'config.json', indent=1)
@@ -839,6 +918,19 @@ class Search:
     def say(self, line:str):
         self.state.log.append(line)
         if self.progress: self.progress(line)
+
+# %% ../nbs/07_search.ipynb #85fc1c2a
+_START_KEYS = ('experts', 'expert_settings', 'base', 'utility', 'particles', 'seed', 'engine', 'dtype', 'batch_size')
+
+def _start_scores(run, cfg:SearchConfig) -> dict:
+    "The evaluation cache of the run folder `run`, after checking it scored the same starting population the same way."
+    run = Path(run)
+    if not (run/'config.json').exists(): raise DataNotFoundError(f"start_from: {run} is not a search run folder (no config.json)")
+    other = load_search_config(read_json(run/'config.json')).to_dict()
+    diff = [k for k in _START_KEYS if other.get(k) != cfg.to_dict().get(k)]
+    if diff: raise MixExpertsError(f"start_from: {run} was run with another {diff[0]!r}; its starting scores do not apply")
+    st = load_checkpoint(run)
+    return {} if st is None else dict(st.cache)
 
 # %% ../nbs/07_search.ipynb #fd02c84b
 @patch
@@ -853,6 +945,8 @@ def _begin(self:Search, ev:Evaluator):
     seed = self.cfg.seed
     X, kids = populate(self.E, self.n, seed)
     st = self.state = SearchState(X, self.E, self.labels + kids, self.rule.p['step_length'])
+    start = {f'{s}:{digest(x)}' for x in X for s in ('dev', 'test')}
+    ev.cache.update({k: v for k, v in self.known.items() if k in start})   # another rule's scores of this very population
     st.cache = ev.cache
     f = ev(st.X, 'dev')
     st.first_utilities(f)
@@ -923,20 +1017,26 @@ def _finish(self:Search, ev:Evaluator) -> dict:
     def ens(X, util):
         if gold is None: return None
         order = sorted(range(st.n), key=lambda i: -util[i])[:k]
-        return _ensemble_accuracy([ev.preds(X[i], 'test') for i in order], gold)
+        return _ensemble_hits([ev.preds(X[i], 'test') for i in order], gold)
+    mean = lambda v: None if v is None else float(np.mean(v))
     start_X = populate(st.E, st.n, cfg.seed)[0]
+    ens0, ens1 = ens(start_X, s_dev), ens(st.P, dev)
     gh = st.g_history
     m = dict(rule=cfg.rule, utility=ev.utility.name, particles=st.n, iterations=st.t,
              starting_best_validation_utility=max(s_dev), starting_best_single_test_accuracy=s_test[i0],
              starting_best_particle=f'particle {i0} ({st.labels[i0]})', starting_max_test_accuracy=max(s_test),
-             starting_top_k_ensemble_test_accuracy=ens(start_X, s_dev),
+             starting_top_k_ensemble_test_accuracy=mean(ens0),
              ending_best_validation_utility=max(dev), ending_best_single_test_accuracy=test[ib],
-             ending_best_particle=f'particle {ib} (started as {st.labels[ib]})', ending_top_k_ensemble_test_accuracy=ens(st.P, dev),
+             ending_best_particle=f'particle {ib} (started as {st.labels[ib]})', ending_top_k_ensemble_test_accuracy=mean(ens1),
              top_k=k, g_history_improve_count=sum(b > a for a, b in zip(gh, gh[1:])),
              g_history_last_change_index=max([0] + [i + 1 for i, (a, b) in enumerate(zip(gh, gh[1:])) if b != a]),
              dev_evaluations=sum(k.startswith('dev:') for k in st.cache), test_evaluations=sum(k.startswith('test:') for k in st.cache),
              cache_hits=st.stats['cache_hits'] + ev.stats['cache_hits'] - self._seen['cache_hits'],
-             personal_best_dev=dev, personal_best_test=test)
+             personal_best_dev=dev, personal_best_test=test,
+             # per test question (None for a utility without per-question values): for intervals and paired differences
+             starting_best_test_per_question=ev.utility.values(ev.preds(start_X[i0], 'test'), 'test'),
+             ending_best_test_per_question=ev.utility.values(ev.preds(st.P[ib], 'test'), 'test'),
+             starting_top_k_ensemble_test_per_question=ens0, ending_top_k_ensemble_test_per_question=ens1)
     self.say(f"end: dev {m['starting_best_validation_utility']:.4f} → {m['ending_best_validation_utility']:.4f}, "
              f"test (best on dev) {m['starting_best_single_test_accuracy']:.4f} → {m['ending_best_single_test_accuracy']:.4f}")
     if (self.out/'global_best').exists(): shutil.rmtree(self.out/'global_best')
@@ -961,6 +1061,6 @@ def plot_utilities(st:SearchState, path, title:str='') -> Path:
     fig.savefig(path, dpi=110); plt.close(fig)
     return Path(path)
 
-def run_search(config, out, rule:str|None=None, resume:bool=False, workers:int|None=None, progress=None) -> dict:
+def run_search(config, out, rule:str|None=None, resume:bool=False, workers:int|None=None, progress=None, start_from=None) -> dict:
     "Run a population search from a config into the run folder `out`; its final metrics."
-    return Search(config, out, rule, resume, workers, progress).run()
+    return Search(config, out, rule, resume, workers, progress, start_from).run()
