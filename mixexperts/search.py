@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_search.ipynb #64225b4c
 from __future__ import annotations
-import dataclasses, hashlib, json, math, os, re, shutil, time
+import contextlib, dataclasses, hashlib, json, math, os, re, shutil, time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +25,8 @@ __all__ = ['STREAMS', 'UPDATE_RULES', 'BWR_CLOSED_FORM', 'UTILITIES', 'SWARMS_DO
            'get_rule', 'UpdateRule', 'SwarmPSO', 'bwr_merge_methods', 'check_bwr_merge', 'BWR', 'RandomSearch',
            'Utility', 'make_utility', 'SwarmsUtility', 'MCAccuracy', 'ExactMatch', 'MultiTask', 'Distance', 'AbstainQA',
            'reward_score', 'RewardModel', 'swarms_objective', 'AdapterSlot', 'as_adapter', 'VLLMSlot', 'eval_device',
-           'worker_gpus', 'make_slot', 'digest', 'Evaluator', 'save_checkpoint', 'load_checkpoint', 'SearchConfig',
-           'load_search_config', 'Search', 'plot_utilities', 'run_search']
+           'worker_gpus', 'make_slot', 'digest', 'keep_slots', 'Evaluator', 'save_checkpoint', 'load_checkpoint',
+           'SearchConfig', 'load_search_config', 'Search', 'plot_utilities', 'run_search']
 
 # %% ../nbs/07_search.ipynb #b8ef6a7a
 _SAME_CONFIG = ('r', 'lora_alpha', 'target_modules', 'use_rslora', 'rank_pattern', 'alpha_pattern')
@@ -713,6 +713,27 @@ def _worker_score(args):
     _WORKER['slot'].load(torch.from_numpy(vec))
     return _WORKER['utility'].score(_WORKER['slot'], split)
 
+# %% ../nbs/07_search.ipynb #29539c19
+_KEPT: dict|None = None   # slots and worker pools by their arguments, while `keep_slots` is active
+
+@contextlib.contextmanager
+def keep_slots():
+    "Within: evaluators with the same arguments share one slot or worker pool (loaded once); released at the end."
+    global _KEPT
+    if _KEPT is not None: yield; return   # nested: the outer block owns them
+    _KEPT = {}
+    try: yield
+    finally:
+        kept, _KEPT = _KEPT, None
+        for v in kept.values():
+            if isinstance(v, ProcessPoolExecutor): v.shutdown()
+
+def _kept(key:tuple, make):
+    "(the slot or pool for `key`, whether the caller owns it): shared inside `keep_slots`, else made for the caller."
+    if _KEPT is None: return make(), True
+    if key not in _KEPT: _KEPT[key] = make()
+    return _KEPT[key], False
+
 # %% ../nbs/07_search.ipynb #aebc36db
 class Evaluator:
     "Scores candidates with a utility on one resident base model (or N worker processes), with a digest cache."
@@ -722,13 +743,16 @@ class Evaluator:
         self.utility, self.cache = make_utility(utility_spec), ({} if cache is None else cache)
         self.template, self.base, self.spec, self.workers, self.batch_size = template, base, utility_spec, int(workers), batch_size
         self.engine, self.engine_args = engine, dict(engine_args or {})
-        self.slot, self.pool, self.stats = None, None, dict(evaluations=0, cache_hits=0, seconds=0.0, questions=0)
+        self.slot, self.pool, self.own_pool, self.stats = None, None, True, dict(evaluations=0, cache_hits=0, seconds=0.0, questions=0)
         if self.workers < 1: raise MixExpertsError(f"workers must be ≥ 1, got {workers}")
+        self.key = (str(template.path), base, batch_size, engine, json.dumps(self.engine_args, sort_keys=True))   # what a slot depends on
 
     def _score_all(self, split:str, vecs:list) -> list:
         if not vecs: return []
         if self.workers == 1:   # with workers, even one candidate goes to a worker: the main process holds no model
-            if self.slot is None: self.slot = make_slot(self.template, self.base, self.utility.needs_model, self.batch_size, self.engine, 0, self.engine_args)
+            if self.slot is None:
+                self.slot = _kept(('slot', *self.key, self.utility.needs_model), lambda: make_slot(self.template, self.base, self.utility.needs_model, self.batch_size,
+                                                                         self.engine, 0, self.engine_args))[0]
             out = []
             for v in vecs: self.slot.load(v); out.append(self.utility.score(self.slot, split))
             return out
@@ -736,9 +760,9 @@ class Evaluator:
             import multiprocessing as mp
             threads = max(1, (os.cpu_count() or 1) // self.workers)
             ctx = mp.get_context('spawn')
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init,
-                                            initargs=(str(self.template.path), self.base, self.spec, self.batch_size, threads,
-                                                      self.engine, ctx.Value('i', 0), self.engine_args))
+            self.pool, self.own_pool = _kept(('pool', *self.key, json.dumps(self.spec, sort_keys=True, default=str), self.workers), lambda: ProcessPoolExecutor(
+                self.workers, mp_context=ctx, initializer=_worker_init,
+                initargs=(str(self.template.path), self.base, self.spec, self.batch_size, threads, self.engine, ctx.Value('i', 0), self.engine_args)))
         return list(self.pool.map(_worker_score, [(split, v.numpy()) for v in vecs]))
 
     def __call__(self, vecs, split:str='dev') -> list:
@@ -756,7 +780,8 @@ class Evaluator:
 
     def preds(self, vec:torch.Tensor, split:str) -> list: return self.cache[f'{split}:{digest(vec)}']['preds']
     def close(self):
-        if self.pool is not None: self.pool.shutdown(); self.pool = None
+        if self.pool is not None and self.own_pool: self.pool.shutdown()
+        self.pool = None
 
 # %% ../nbs/07_search.ipynb #d6b321f1
 _STATE_FILES = ('state.safetensors', 'state.json')
