@@ -4,7 +4,7 @@
 
 # %% ../nbs/05b_mux_live.ipynb #49dc99db
 from __future__ import annotations
-import argparse, contextlib, functools, json, os, re, sys, time, warnings
+import argparse, contextlib, functools, gc, json, os, re, sys, time, warnings
 from collections import Counter
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
@@ -12,21 +12,23 @@ import numpy as np
 from fastcore.basics import patch
 from .core import *
 from .extract import EXTRACTORS, LETTERS, get_extractor
-from .backends import Backend
+from .backends import Backend, Completion
 from .models import resolve_model
 from .tasks import Item, Benchmark, get_benchmark, select_questions
 from .voting import CONFIDENCE, BoundConfidence, get_confidence, mux_one, parse_confidence, tie_priority, check_tie_vote
 from .mux_sim import SampleSet
 
 # %% auto #0
-__all__ = ['STYLES', 'LIVE_TIE_BREAKERS', 'VERBALIZED_QUESTION', 'RUN_FILES', 'SPLITS', 'QUESTION_FIELDS', 'REFERENCE_FIELDS',
-           'ModelConfig', 'parse_models', 'load_backend', 'model_style', 'MuxRunConfig', 'load_mux_config',
-           'use_endpoints', 'followup_prompt', 'first_answered', 'RecordLog', 'batch_seed', 'MuxRun', 'call_tokens',
-           'summarize', 'run_summary_text', 'collected_file', 'write_collected', 'records_to_sampleset',
-           'read_collected', 'load_collected']
+__all__ = ['STYLES', 'ENGINES', 'LIVE_TIE_BREAKERS', 'MODEL_DEFAULTS', 'VERBALIZED_QUESTION', 'RUN_FILES', 'SPLITS',
+           'QUESTION_FIELDS', 'REFERENCE_FIELDS', 'ModelConfig', 'parse_models', 'load_backend', 'model_style',
+           'MuxRunConfig', 'load_mux_config', 'use_endpoints', 'followup_prompt', 'first_answered', 'RecordLog',
+           'batch_seed', 'MuxRun', 'call_tokens', 'release_backend', 'generate_in_turn', 'summarize',
+           'run_summary_text', 'collected_file', 'write_collected', 'records_to_sampleset', 'read_collected',
+           'load_collected', 'read_run', 'record_table', 'records_simulation']
 
 # %% ../nbs/05b_mux_live.ipynb #44754b08
 STYLES = ('auto', 'chat', 'completion')
+ENGINES = ('hf', 'vllm')
 
 @dataclass
 class ModelConfig:
@@ -37,9 +39,13 @@ class ModelConfig:
     api_key_env: str|None = None    # environment variable that holds the API key
     style: str = 'auto'             # 'chat', 'completion', or 'auto'
     validation_accuracy: float|None = None  # tie-break accuracy given by hand instead of measured
+    engine: str = 'hf'              # a local model's engine: 'hf' (transformers) or 'vllm' (in-process, CUDA)
+    tensor_parallel_size: int = 1   # vllm: GPUs the engine spans
+    max_model_len: int|None = None  # vllm: context window (default: the model's)
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.strip(): raise MixExpertsError(f"a model needs a non-empty name, got {self.name!r}")
         if self.style not in STYLES: raise MixExpertsError(f"model {self.name!r}: style must be one of {STYLES}, got {self.style!r}")
+        if self.engine not in ENGINES: raise MixExpertsError(f"model {self.name!r}: engine must be one of {ENGINES}, got {self.engine!r}")
         if self.validation_accuracy is not None and not 0 <= self.validation_accuracy <= 1:
             raise MixExpertsError(f"model {self.name!r}: validation_accuracy must be in [0, 1], got {self.validation_accuracy}")
         self.model = self.model or self.name
@@ -63,7 +69,7 @@ def parse_models(specs:list) -> list:
 def load_backend(mc:ModelConfig, # the model
                  device:str|None=None, dtype:str='auto', # for local models
                 ) -> Backend:
-    "The backend of one model: a transformers model loaded locally, or a client of its server."
+    "The backend of one model: a client of its server, or a local model on its engine (transformers or vLLM)."
     if mc.base_url:
         from mixexperts.remote import OpenAIBackend
         key = 'EMPTY'
@@ -71,6 +77,9 @@ def load_backend(mc:ModelConfig, # the model
             key = os.environ.get(mc.api_key_env)
             if not key: raise MixExpertsError(f"model {mc.name!r}: environment variable {mc.api_key_env} is not set")
         return OpenAIBackend(mc.model, base_url=mc.base_url, api_key=key)
+    if mc.engine == 'vllm':
+        from mixexperts.remote import VLLMBackend
+        return VLLMBackend(mc.model, tensor_parallel_size=mc.tensor_parallel_size, max_model_len=mc.max_model_len, dtype=dtype)
     from mixexperts.backends import HFBackend
     return HFBackend(mc.model, dtype=dtype, device=device)
 
@@ -149,12 +158,17 @@ def from_dict(cls:MuxRunConfig, d:dict) -> MuxRunConfig:
     return load_config(cls, d, "a run config is a mapping with benchmark and models")
 
 # %% ../nbs/05b_mux_live.ipynb #cd8cda72
+MODEL_DEFAULTS = dict(engine='hf', tensor_parallel_size=1, max_model_len=None)  # left out of a run's identity
+
 @patch
 def identity(self:MuxRunConfig) -> dict:
-    "The settings a resumed run must share (all but `threads` and where it is written)."
+    "The settings a resumed run must share (all but `threads` and where it is written; model keys at their defaults left out)."
     d = asdict(self)
     d.pop('threads'); d.pop('output')
     if d['tie_vote'] is None: d.pop('tie_vote')  # runs saved before the key existed resume unchanged
+    for m in d['models']:  # so do runs saved before models had an engine
+        for k, v in MODEL_DEFAULTS.items():
+            if m.get(k) == v: m.pop(k)
     return d
 
 # %% ../nbs/05b_mux_live.ipynb #f6b83824
@@ -216,7 +230,7 @@ class RecordLog:
         if self._f is not None: self._f.close(); self._f = None
 
 # %% ../nbs/05b_mux_live.ipynb #87f0d2de
-RUN_FILES = ('config.json', 'questions.jsonl', 'summary.json', 'samples.npz', 'samples')
+RUN_FILES = ('config.json', 'questions.jsonl', 'summary.json', 'samples.npz', 'samples', 'generations')
 SPLITS = ('validation', 'test')
 
 def batch_seed(seed:int, split:str, batch:int, model:int) -> int:
@@ -242,8 +256,10 @@ class MuxRun:
         self.names = [m.name for m in self.cfg.models]
         self.conf = get_confidence(self.cfg.confidence, **self.cfg.confidence_options)
         self.backends = dict(backends or {})
+        self._given = set(self.backends)   # the caller's: never released here
         self.log = RecordLog(self.out/'questions.jsonl')
         self.n_generate_calls = 0
+        self._cache = None   # {model: {(split, batch): generation record}}, read from OUT/generations on first use
 
     def __repr__(self): return f"MuxRun({self.cfg.benchmark}, {self.names}, k={self.cfg.k}, {self.cfg.confidence} → {self.out})"
 
@@ -260,7 +276,7 @@ def _open(self:MuxRun):
     if self.out.exists() and not self.out.is_dir(): raise MixExpertsError(f"{self.out} is a file, not a run folder")
     want = json.loads(json.dumps({'format': 1, 'config': self.cfg.identity()}))
     path = self.out/'config.json'
-    if self.force: self._clear()
+    if self.force: self._clear(); self.force = False   # once: a later call on this run keeps what it wrote
     elif path.exists():
         have = read_json(path)
         if have != want:
@@ -283,24 +299,35 @@ def _clear(self:MuxRun):
 
 # %% ../nbs/05b_mux_live.ipynb #0e331dda
 @patch
+def sampling(self:MuxRun, split:str, batch:int, model:int, style:str) -> dict:
+    "The sampling arguments of one model's call for one batch: `SamplingParams` keywords (`n` = k)."
+    from mixexperts.remote import sampling_kwargs
+    cfg = self.cfg
+    stop = list(self.bench.completion_stop) if style == 'completion' else None
+    return sampling_kwargs(cfg.k, cfg.temperature, cfg.top_p, cfg.max_tokens, stop, batch_seed(cfg.seed, split, batch, model))
+
+@patch
+def _ask_model(self:MuxRun, mi:int, items:list, split:str, batch:int, backend:Backend|None=None) -> list:
+    "`[per question: {prompt, style, completions, extracted, verbal}]`: model `mi`'s answers to one batch."
+    cfg, mc = self.cfg, self.cfg.models[mi]
+    b, style = (backend, model_style(mc, backend)) if backend is not None else self.backend(mc)
+    prompts = [self.bench.prompt(it, style) for it in items]
+    req = self.sampling(split, batch, mi, style)
+    gens = b.generate(prompts, **req)
+    self.n_generate_calls += 1
+    if len(gens) != len(items): raise MixExpertsError(f"model {mc.name!r} returned {len(gens)} answer lists for {len(items)} questions")
+    per = []
+    for it, p, cs in zip(items, prompts, gens):
+        if len(cs) != cfg.k: raise MixExpertsError(f"model {mc.name!r} returned {len(cs)} completion(s) for {it.qid}; k={cfg.k} were asked")
+        per.append(dict(prompt=p, style=style, completions=cs, extracted=[self.bench.extract(it, c.text, style) for c in cs]))
+    if 'verbalized' in self.conf.needs: self._ask_confidence(b, items, per, req['seed'])
+    return per
+
+@patch
 def _ask(self:MuxRun, items:list, split:str, batch:int) -> dict:
-    "`{model: [per question: {prompt, completions, extracted, verbal}]}` for one batch of questions."
-    cfg, out = self.cfg, {}
-    for mi, mc in enumerate(cfg.models):
-        b, style = self.backend(mc)
-        prompts = [self.bench.prompt(it, style) for it in items]
-        seed = batch_seed(cfg.seed, split, batch, mi)
-        stop = list(self.bench.completion_stop) if style == 'completion' else None
-        gens = b.generate(prompts, n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, stop=stop, seed=seed)
-        self.n_generate_calls += 1
-        if len(gens) != len(items): raise MixExpertsError(f"model {mc.name!r} returned {len(gens)} answer lists for {len(items)} questions")
-        per = []
-        for it, p, cs in zip(items, prompts, gens):
-            if len(cs) != cfg.k: raise MixExpertsError(f"model {mc.name!r} returned {len(cs)} completion(s) for {it.qid}; k={cfg.k} were asked")
-            per.append(dict(prompt=p, style=style, completions=cs, extracted=[self.bench.extract(it, c.text, style) for c in cs]))
-        if 'verbalized' in self.conf.needs: self._ask_confidence(b, items, per, seed)
-        out[mc.name] = per
-    return out
+    "`{model: [per question: {prompt, completions, extracted, verbal}]}` for one batch: cached answers, else asked now."
+    return {mc.name: self._cached(mc.name, items, split, batch) or self._ask_model(mi, items, split, batch)
+            for mi, mc in enumerate(self.cfg.models)}
 
 @patch
 def _ask_confidence(self:MuxRun, b:Backend, items:list, per:list, seed:int):
@@ -357,6 +384,7 @@ def _record(self:MuxRun, item:Item, split:str, calls:dict, priority) -> dict:
     rec = dict(qid=item.qid, index=item.index, split=split, **{self.bench.question_field: item.text}, reference_answer=item.reference)
     if item.choices is not None: rec['choices'] = item.choices
     if item.subject is not None: rec['subject'] = item.subject
+    if item.seed is not None: rec['choice_seed'] = item.seed   # the option order, for re-scoring
     rec['calls'] = {m: _call_json(calls[m]) for m in self.names}
     rec['model_answers'], rec['model_scores'] = dec['answers'], dec['scores']
     rec['model_correct'] = {m: right(a) for m, a in dec['answers'].items()}
@@ -387,6 +415,17 @@ def _priority(self:MuxRun, item:Item, val_acc:dict|None) -> np.ndarray:
     acc = None if val_acc is None else np.array([val_acc[m] for m in self.names])
     return tie_priority(tb, (M,), val_accuracy=acc, rng=np.random.default_rng([self.cfg.seed, item.index, 1]))
 
+# %% ../nbs/05b_mux_live.ipynb #3216b534
+@patch
+def _plan(self:MuxRun) -> tuple:
+    "`(items, [(split, question indices)])` of this run (and its torch threads set)."
+    cfg = self.cfg
+    if cfg.threads:
+        import torch; torch.set_num_threads(cfg.threads)
+    items = self.bench.load(cfg.data)
+    test_idx, val_idx = select_questions(len(items), cfg.n_questions, cfg.n_validation, cfg.seed, cfg.sample)
+    return items, [('validation', val_idx), ('test', test_idx)]
+
 # %% ../nbs/05b_mux_live.ipynb #09ddcf49
 @patch
 def _done(self:MuxRun, items:list, plan:list) -> dict:
@@ -410,11 +449,7 @@ def run(self:MuxRun, stop_after:int|None=None, # return after this many new reco
     self.out.mkdir(parents=True, exist_ok=True)
     with _run_lock(self.out):
         self._open()
-        if cfg.threads:
-            import torch; torch.set_num_threads(cfg.threads)
-        items = self.bench.load(cfg.data)
-        test_idx, val_idx = select_questions(len(items), cfg.n_questions, cfg.n_validation, cfg.seed, cfg.sample)
-        plan = [('validation', val_idx), ('test', test_idx)]
+        items, plan = self._plan()
         done = self._done(items, plan)
         n_resumed, written = len(done), 0
         try:
@@ -439,6 +474,122 @@ def run(self:MuxRun, stop_after:int|None=None, # return after this many new reco
         write_collected(records, cfg, self.out/'samples')
         records_to_sampleset(records, cfg).save(self.out/'samples.npz', force=True)
         return summary
+
+# %% ../nbs/05b_mux_live.ipynb #ebff3b2b
+def _completion_json(c:Completion) -> list: return [c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason]
+
+@patch
+def _generation_log(self:MuxRun, name:str) -> RecordLog:
+    return RecordLog(self.out/'generations'/f"{name.replace('/', '__')}.jsonl")
+
+@patch
+def _cache_of(self:MuxRun, name:str) -> dict:
+    "`{(split, batch): generation record}` of model `name`, read from its file on first use."
+    if self._cache is None: self._cache = {}
+    if name not in self._cache: self._cache[name] = {(g['split'], g['batch']): g for g in self._generation_log(name).read()}
+    return self._cache[name]
+
+@patch
+def _cached(self:MuxRun, name:str, items:list, split:str, batch:int) -> list|None:
+    "Model `name`'s written answers to one batch, as `_ask_model` returns them (None when there are none)."
+    g = self._cache_of(name).get((split, batch))
+    if g is None: return None
+    if g['qids'] != [it.qid for it in items]:
+        raise DataFormatError(f"{split} batch {batch} holds other questions than this run asks", self._generation_log(name).path)
+    out = []
+    for it, q in zip(items, g['questions']):
+        cs = [Completion(*c) for c in q['completions']]
+        d = dict(prompt=self.bench.prompt(it, q['style']), style=q['style'], completions=cs,
+                 extracted=[self.bench.extract(it, c.text, q['style']) for c in cs])
+        if 'verbal' in q: d['verbal'] = q['verbal']
+        out.append(d)
+    return out
+
+@patch
+def _store(self:MuxRun, name:str, items:list, split:str, batch:int, per:list):
+    "Write model `name`'s answers to one batch (durably) and keep them."
+    qs = [dict(style=d['style'], completions=[_completion_json(c) for c in d['completions']], **({'verbal': d['verbal']} if 'verbal' in d else {}))
+          for d in per]
+    g = dict(split=split, batch=batch, qids=[it.qid for it in items], questions=qs)
+    log = self._generation_log(name)
+    log.path.parent.mkdir(parents=True, exist_ok=True)
+    try: log.append(g)
+    finally: log.close()
+    self._cache_of(name)[(split, batch)] = g
+
+# %% ../nbs/05b_mux_live.ipynb #5f688403
+def release_backend(b:Backend):
+    "Let go of a loaded model before the next one loads: a vLLM engine shut down, the model dropped, the GPU's cached memory freed."
+    llm = getattr(b, 'llm', None)
+    for obj in (llm, getattr(llm, 'llm_engine', None)):
+        stop = getattr(obj, 'shutdown', None)
+        if callable(stop): stop(); break
+    for attr in ('llm', 'model'):
+        if hasattr(b, attr): setattr(b, attr, None)   # unusable from here on, even where a reference is kept
+    gc.collect()
+    torch = sys.modules.get('torch')
+    if torch is not None and torch.cuda.is_available(): torch.cuda.empty_cache()
+
+@patch
+def release(self:MuxRun, name:str):
+    "Let go of model `name` if this run loaded it (a backend the caller passed in stays loaded)."
+    if name in self._given: return
+    b = self.backends.pop(name, None)
+    if b is not None: release_backend(b)
+
+# %% ../nbs/05b_mux_live.ipynb #3c52f437
+@patch
+def generate(self:MuxRun, models:list|None=None, # model names (default: all), asked in this order
+             backend=None, # with one model: its loaded backend, or a function that loads it (called only if needed)
+             progress:bool=False, # one line per batch on stderr
+            ) -> int:
+    "Each model answers every question the run has not decided or written yet, one model after another; returns the calls made."
+    names = self.names if models is None else list(models)
+    unknown = [n for n in names if n not in self.names]
+    if unknown: raise MixExpertsError(f"model(s) {unknown} are not in this run; it has {self.names}")
+    if backend is not None and len(names) != 1: raise MixExpertsError(f"a backend is for one model; {len(names)} were named")
+    t0, calls0, bq = time.perf_counter(), self.n_generate_calls, self.cfg.batch_questions
+    self.out.mkdir(parents=True, exist_ok=True)
+    with _run_lock(self.out):
+        self._open()
+        items, plan = self._plan()
+        done = self._done(items, plan)
+        for name in names:
+            have = self._cache_of(name)
+            todo = [(split, b, batch) for split, idx in plan for b, batch in enumerate(_batches(idx, bq))
+                    if (split, b) not in have and not all(items[i].qid in done for i in batch)]
+            if not todo: continue
+            mi = self.names.index(name)
+            if backend is None: be = None
+            else: be = backend() if callable(backend) and not isinstance(backend, Backend) else backend
+            for split, b, batch in todo:
+                if progress: print(f"{self.cfg.benchmark} {name}: {split} batch {b + 1} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+                its = [items[i] for i in batch]
+                self._store(name, its, split, b, self._ask_model(mi, its, split, b, be))
+            if backend is None: self.release(name)
+    return self.n_generate_calls - calls0
+
+# %% ../nbs/05b_mux_live.ipynb #1c44e630
+def generate_in_turn(runs:list, # `MuxRun`s over the same models (e.g. one per benchmark)
+                     models:list|None=None, # model names (default: all), in this order
+                     progress:bool=False) -> dict:
+    "Each model, loaded once, answers every run's questions and is released before the next loads: `{model: calls made}`."
+    if not runs: raise MixExpertsError("no runs to generate for")
+    first = runs[0].cfg.models
+    for r in runs[1:]:
+        if [asdict(m) for m in r.cfg.models] != [asdict(m) for m in first]:
+            raise MixExpertsError(f"{runs[0].out} and {r.out} have different models; generate_in_turn shares each model between runs")
+    calls = {}
+    for name in (runs[0].names if models is None else list(models)):
+        if name not in runs[0].names: raise MixExpertsError(f"model {name!r} is not in these runs; they have {runs[0].names}")
+        mc, loaded = first[runs[0].names.index(name)], []
+        def load(mc=mc, r=runs[0]):
+            if not loaded: loaded.append(load_backend(mc, r.cfg.device, r.cfg.dtype))
+            return loaded[0]
+        try: calls[name] = sum(r.generate([name], backend=load, progress=progress) for r in runs)
+        finally:
+            if loaded: release_backend(loaded.pop())
+    return calls
 
 # %% ../nbs/05b_mux_live.ipynb #a3223895
 def summarize(records:list, # the run's records, validation and test
@@ -613,3 +764,29 @@ def load_collected(source, # a folder of collected *.json files, one file, or a 
     subjects = [by[0][k]['subject'] or '' for k in keys] if any(by[0][k]['subject'] for k in keys) else None
     return SampleSet.from_strings([[[answer(a) for a in b[k]['answers'][:S]] for b in by] for k in keys], [by[0][k]['reference'] for k in keys],
                                   [f['model'] for f in files], kind=kind, qids=keys, subjects=subjects, name=name or 'collected', **options)
+
+# %% ../nbs/05b_mux_live.ipynb #d433761d
+def read_run(folder) -> tuple:
+    "`(MuxRunConfig, records)` of the run in `folder` (validation and test records, in the order written)."
+    folder = Path(folder)
+    if not (folder/'config.json').exists(): raise DataNotFoundError(f"{folder} holds no run (no config.json)")
+    return MuxRunConfig.from_dict(read_json(folder/'config.json')['config']), RecordLog(folder/'questions.jsonl').read()
+
+def record_table(records:list, names:list|None=None) -> 'pd.DataFrame':
+    "Per test question (rows, by qid): each model's majority@k correctness, their mean, the MUX's, and the oracle's, as 0/1 floats."
+    import pandas as pd
+    test = [r for r in records if r['split'] == 'test']
+    if not test: raise MixExpertsError("no test records")
+    names = names or list(test[0]['majority_correct'])
+    df = pd.DataFrame([{m: float(r['majority_correct'][m]) for m in names} for r in test], index=[r['qid'] for r in test])
+    return df.assign(**{'mean single': df[names].mean(axis=1), 'MUX': [float(r['is_correct']) for r in test],
+                        'oracle': df[names].max(axis=1)})
+
+def records_simulation(records:list, cfg:MuxRunConfig, k:int|None=None, # samples per model (default: all the run's)
+                       trials:int=1, seed:int|None=None) -> 'MuxSimulation':
+    "The run's samples in the offline simulator, with the run's validation questions as its validation half."
+    from mixexperts.mux_sim import MuxSimulation
+    val = np.array([r['split'] == 'validation' for r in records])
+    return MuxSimulation(records_to_sampleset(records, cfg), k=k or cfg.k, trials=trials, seed=cfg.seed if seed is None else seed,
+                         confidence=cfg.confidence, tie_breaker=cfg.tie_breaker, tie_vote=cfg.tie_vote, validation=val,
+                         **cfg.confidence_options)

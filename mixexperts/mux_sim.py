@@ -375,6 +375,13 @@ def rate(self:MuxSimulation, correct, rows:str='test') -> np.ndarray:
     c = np.broadcast_to(np.asarray(correct, np.float64), (self.trials, len(mask)))
     return c[:, mask].mean(1)
 
+@patch
+def per_question(self:MuxSimulation, correct, rows:str='test') -> np.ndarray:
+    "Each question's accuracy over the trials, `[questions of the half]`, from a `[T, Q]` (or `[Q]`) correctness array: the values of an interval over questions."
+    mask = {'validation': self.val, 'test': self.test}[rows]
+    c = np.broadcast_to(np.asarray(correct, np.float64), (self.trials, len(mask)))
+    return c[:, mask].mean(0)
+
 # %% ../nbs/05a_mux_sim.ipynb #739da3df
 @patch
 def outcomes(self:MuxSimulation, models=None) -> dict:

