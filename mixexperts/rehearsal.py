@@ -39,6 +39,7 @@ class Substitutions:
     max_tokens: int = 48              # generation budget in place of the paper's thousands of tokens
     iterations: int = 1               # search iterations in place of the paper's
     folds: int = 2                    # cross-validation folds in place of the paper's
+    samples: int = 2                  # samples per question (SLM-MUX's k) in place of the paper's
     gpus: tuple = ('0', '1')          # pretend devices for placement
     reward_model: str = 'plumbing only: no reward model ships; the objective is wired and scored by a shipped LM'
 
@@ -75,6 +76,7 @@ def substitution_rows(subs:Substitutions|None) -> list:
             dict(what='generation', paper="the paper's max_tokens", this_run=f'{subs.max_tokens} tokens'),
             dict(what='search', paper="the paper's iterations", this_run=f'{subs.iterations} iteration(s)'),
             dict(what='folds', paper="the paper's k-fold", this_run=f'{subs.folds} folds'),
+            dict(what='samples', paper="the paper's k samples per question", this_run=f'at most {subs.samples}'),
             dict(what='GPUs', paper='CUDA devices', this_run=f"pretend devices {','.join(subs.gpus)} (placement only; the CPU computes)"),
             dict(what='reward model', paper='a reward model scores generations', this_run=subs.reward_model)]
 
@@ -193,6 +195,11 @@ def max_tokens(self:GpuRun, n:int) -> int:
 def iterations(self:GpuRun, n:int) -> int:
     "Search iterations: `n`, capped in rehearsal."
     return min(int(n), self.subs.iterations) if self.subs else int(n)
+
+@patch
+def samples(self:GpuRun, k:int) -> int:
+    "Samples per question: `k`, capped in rehearsal."
+    return min(int(k), self.subs.samples) if self.subs else int(k)
 
 @patch
 def folds(self:GpuRun, n:int) -> int:
