@@ -18,7 +18,7 @@ from .tasks import local_task_yaml
 __all__ = ['ENGINES', 'TASK_QUESTIONS', 'PoolModel', 'PoolConfig', 'read_pool', 'TaskSpec', 'parse_tasks', 'check_tasks', 'Job',
            'make_jobs', 'lpt_order', 'next_fit', 'Slot', 'Schedule', 'list_schedule', 'lower_bound', 'lm_eval_command',
            'has_cuda', 'collect_outputs', 'RunOptions', 'run_job', 'finished', 'place_outputs', 'check_output',
-           'prepare_output', 'run_local', 'connect_ray', 'run_ray', 'gpu_ids', 'pool_eval', 'pool_table',
+           'prepare_output', 'run_local', 'connect_ray', 'run_ray', 'gpu_ids', 'cpu_threads', 'pool_eval', 'pool_table',
            'rehearsal_tasks']
 
 # %% ../nbs/03c_pool.ipynb #994277f6
@@ -487,6 +487,10 @@ def gpu_ids(gpus:str|None) -> list:
     d = Path('/proc/driver/nvidia/gpus')
     return [str(i) for i in range(len(list(d.iterdir())))] if has_cuda() else []
 
+def cpu_threads(workers:int) -> int:
+    "Threads per CPU job when `workers` run at once: the machine's cores shared out (at least 1)."
+    return max(1, (os.cpu_count() or 1) // max(int(workers), 1))
+
 def pool_eval(pool, tasks:list, # a pool (file, text or PoolConfig) and `TaskSpec`s
               out, gpus:str|None=None, workers:int|None=None, ray:str|None=None, resume:bool=False, force:bool=False,
               opts:RunOptions|None=None, check:bool=True, progress_mode:str|None=None) -> list:
@@ -496,6 +500,8 @@ def pool_eval(pool, tasks:list, # a pool (file, text or PoolConfig) and `TaskSpe
     else:
         ids = gpu_ids(gpus)
         n_gpus = len(ids)
+        if opts.threads is None and not has_cuda():   # CPU jobs side by side: split the cores, no oversubscription
+            opts = dataclasses.replace(opts, threads=cpu_threads(workers or max(len(ids), 1)))
     cfg = pool if isinstance(pool, PoolConfig) else read_pool(pool, n_gpus=n_gpus if n_gpus else None)
     opts = dataclasses.replace(opts, engine=opts.engine or cfg.engine, gpu_memory_utilization=cfg.gpu_memory_utilization,
                                batch_size=opts.batch_size if opts.batch_size is not None else cfg.batch_size)
