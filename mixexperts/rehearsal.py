@@ -300,7 +300,6 @@ def rehearsal_task_table(folder, n:int=6, data_root=None) -> dict:
             'mmlu_pro': dict(tasks=mmlu, include=inc_mmlu, source='MMLU in place of MMLU-Pro'),
             'arc': dict(tasks=['pool_arc'], include=inc_mc, source='ARC-Challenge'),
             'bbh': dict(tasks=['pool_arc'], include=inc_mc, source='ARC-Challenge in place of BBH (out of distribution)'),
-            'csqa': dict(tasks=['pool_csqa'], include=inc_mc, source='CommonsenseQA'),
             'gsm8k': dict(tasks=['mx_gsm8k'], include=gsm, source="GSM8K, generated and extracted by lm-eval")}
 
 # %% ../nbs/10a_rehearsal.ipynb #e9bff1d1
