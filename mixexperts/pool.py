@@ -19,7 +19,7 @@ __all__ = ['ENGINES', 'TASK_QUESTIONS', 'PoolModel', 'PoolConfig', 'read_pool', 
            'make_jobs', 'lpt_order', 'next_fit', 'Slot', 'Schedule', 'list_schedule', 'lower_bound', 'lm_eval_command',
            'has_cuda', 'collect_outputs', 'RunOptions', 'run_job', 'finished', 'place_outputs', 'check_output',
            'prepare_output', 'run_local', 'connect_ray', 'run_ray', 'gpu_ids', 'cpu_threads', 'pool_eval', 'pool_table',
-           'rehearsal_tasks']
+           'PoolEvalError', 'failures', 'check_records', 'rehearsal_tasks']
 
 # %% ../nbs/03c_pool.ipynb #994277f6
 ENGINES = ('hf', 'vllm')
@@ -493,7 +493,9 @@ def cpu_threads(workers:int) -> int:
 
 def pool_eval(pool, tasks:list, # a pool (file, text or PoolConfig) and `TaskSpec`s
               out, gpus:str|None=None, workers:int|None=None, ray:str|None=None, resume:bool=False, force:bool=False,
-              opts:RunOptions|None=None, check:bool=True, progress_mode:str|None=None) -> list:
+              opts:RunOptions|None=None, check:bool=True, progress_mode:str|None=None,
+              raise_on_failure:bool=False, # raise `PoolEvalError` (with the job table) if a job failed, once all have run
+             ) -> list:
     "Evaluate every (model, benchmark) pair with lm-eval into OUT/<benchmark>/<folder>/: the job records."
     opts = opts or RunOptions()
     if ray: n_gpus = connect_ray(ray)
@@ -519,6 +521,7 @@ def pool_eval(pool, tasks:list, # a pool (file, text or PoolConfig) and `TaskSpe
     order = {j.key: i for i, j in enumerate(jobs)}
     recs = sorted(skipped + recs, key=lambda r: order[r['job']])
     write_json(recs, Path(out)/'logs'/'pool_eval.json', force=True)
+    if raise_on_failure: check_records(recs)
     return recs
 
 def pool_table(recs:list) -> str:
@@ -531,6 +534,21 @@ def pool_table(recs:list) -> str:
     w = [max(len(str(x[i])) for x in rows) for i in range(len(rows[0]))]
     return '\n'.join('  '.join(str(c).ljust(w[i]) for i, c in enumerate(x)).rstrip() for x in rows)
 
+class PoolEvalError(MixExpertsError):
+    "Some (model, benchmark) jobs of a pool eval failed (the others ran)."
+
+def failures(recs:list) -> str:
+    "One line naming each failed job with its error and log; '' when none failed."
+    failed = [r for r in recs if r['status'] == 'failed']
+    if not failed: return ''
+    return f"{len(failed)} of {len(recs)} job(s) failed: " + '; '.join(
+        f"{r['job']} ({r.get('error', '?')[:120]}; log {r.get('log')})" for r in failed)
+
+def check_records(recs:list):
+    "Raise `PoolEvalError` naming the failed jobs, with the job table, if any job failed."
+    msg = failures(recs)
+    if msg: raise PoolEvalError(f"{msg}\n{pool_table(recs)}")
+
 # %% ../nbs/03c_pool.ipynb #b6010325
 _REHEARSAL_TASK = dict(doc_to_text="Question: {{question}}\nAnswer:", doc_to_target="{{choices.label.index(answerKey)}}",
                        doc_to_choice="{{choices.text}}")
@@ -539,7 +557,6 @@ def rehearsal_tasks(folder, # where the YAMLs and their JSONL data go
                     n:int=8, # questions per task
                     data_root=None) -> dict:
     "Write `pool_arc` and `pool_csqa` (the first `n` ARC-Challenge / CommonsenseQA questions of the shipped data): {task: YAML path}."
-    import glob
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     out = {}
     for task, bench in (('pool_arc', 'arc'), ('pool_csqa', 'csqa')):

@@ -176,10 +176,16 @@ def encoder(self:GpuRun, name:str) -> str:
     return self.subs.encoder if self.subs else name
 
 @patch
+def _capped(self:GpuRun, n, field:str):
+    "`n` on a real run; in a rehearsal `n` capped by the substitution `field` (None: the cap itself)."
+    if not self.subs: return n if n is None else int(n)
+    cap = getattr(self.subs, field)
+    return cap if n is None else min(int(n), cap)
+
+@patch
 def limit(self:GpuRun, n:int|None=None) -> int|None:
     "Questions to use: `n` (None: all), capped by the rehearsal's limit."
-    if not self.subs: return n
-    return self.subs.limit if n is None else min(int(n), self.subs.limit)
+    return self._capped(n, 'limit')
 
 @patch
 def max_steps(self:GpuRun, n:int=-1) -> int:
@@ -189,22 +195,22 @@ def max_steps(self:GpuRun, n:int=-1) -> int:
 @patch
 def max_tokens(self:GpuRun, n:int) -> int:
     "Generation budget: `n`, capped in rehearsal."
-    return min(int(n), self.subs.max_tokens) if self.subs else int(n)
+    return self._capped(n, 'max_tokens')
 
 @patch
 def iterations(self:GpuRun, n:int) -> int:
     "Search iterations: `n`, capped in rehearsal."
-    return min(int(n), self.subs.iterations) if self.subs else int(n)
+    return self._capped(n, 'iterations')
 
 @patch
 def samples(self:GpuRun, k:int) -> int:
     "Samples per question: `k`, capped in rehearsal."
-    return min(int(k), self.subs.samples) if self.subs else int(k)
+    return self._capped(k, 'samples')
 
 @patch
 def folds(self:GpuRun, n:int) -> int:
     "Cross-validation folds: `n`, capped in rehearsal."
-    return min(int(n), self.subs.folds) if self.subs else int(n)
+    return self._capped(n, 'folds')
 
 @patch
 def adapters(self:GpuRun, ids:list) -> list:

@@ -8,7 +8,7 @@ import numpy as np
 from .core import *
 
 # %% auto #0
-__all__ = ['Z95', 'mean_interval', 'paired_difference', 'outcome']
+__all__ = ['Z95', 'wilson_interval', 'mean_interval', 'paired_difference', 'outcome']
 
 # %% ../nbs/00a_stats.ipynb #7972ada4
 Z95 = 1.959963984540054   # two-sided 95% normal quantile
@@ -21,16 +21,29 @@ def _values(x, name:str, nan) -> np.ndarray:
         v = np.where(np.isnan(v), float(nan), v)
     return v
 
+def wilson_interval(k:float, # questions right
+                    n:int, z:float=Z95) -> tuple:
+    "The Wilson score interval of a proportion `k`/`n`: (low, high), inside [0, 1]."
+    p, z2 = k / n, z * z
+    centre, half = (p + z2 / (2 * n)) / (1 + z2 / n), z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    low, high = float(centre - half), float(centre + half)
+    return (0.0 if k <= 0 else max(0.0, low)), (1.0 if k >= n else min(1.0, high))   # exact ends at 0/n and n/n
+
 def mean_interval(x, # per-question values (1/0 correctness, partial credit, ...)
                   z:float=Z95, # interval half-width in standard errors
                   nan:float|None=None, # the value a NaN counts as (None: NaN is an error)
+                  method:str='auto', # 'wilson' (0/1 values only), 'normal', or 'auto': Wilson for 0/1 values
                  ) -> dict:
-    "`n`, `mean`, its standard error `se` and the interval `low`, `high` = mean ∓ z·SE."
+    "`n`, `mean`, its standard error `se` and the 95% interval `low`, `high` (Wilson for 0/1 values, else mean ∓ z·SE)."
+    if method not in ('auto', 'wilson', 'normal'): raise MixExpertsError(f"method must be 'auto', 'wilson' or 'normal', got {method!r}")
     v = _values(x, 'x', nan)
     n = len(v)
     if n < 2: raise MixExpertsError(f"an interval needs at least 2 values, got {n}")
+    binary = bool(np.isin(v, (0.0, 1.0)).all())
+    if method == 'wilson' and not binary: raise MixExpertsError("method='wilson' needs 0/1 values; use 'normal' for partial credit")
     mean, se = float(v.mean()), float(v.std(ddof=1) / np.sqrt(n))
-    return dict(n=n, mean=mean, se=se, low=mean - z * se, high=mean + z * se)
+    low, high = wilson_interval(v.sum(), n, z) if binary and method != 'normal' else (mean - z * se, mean + z * se)
+    return dict(n=n, mean=mean, se=se, low=low, high=high)
 
 # %% ../nbs/00a_stats.ipynb #182a17eb
 def paired_difference(a, # per-question values of the method
@@ -39,7 +52,7 @@ def paired_difference(a, # per-question values of the method
     "Mean of `a − b` over shared questions with its interval, the questions where they differ, and the outcome."
     va, vb = _values(a, 'a', nan), _values(b, 'b', nan)
     if va.shape != vb.shape: raise MixExpertsError(f"paired values need the same questions: {len(va)} against {len(vb)}")
-    d = mean_interval(va - vb, z)
+    d = mean_interval(va - vb, z, method='normal')
     return dict(n=d['n'], diff=d['mean'], se=d['se'], low=d['low'], high=d['high'], differ=int((va != vb).sum()),
                 outcome=outcome(d['low'], d['high']))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, json, sys
 from pathlib import Path
 from ..core import *
-from ..pool import RunOptions, parse_tasks, pool_eval, pool_table
+from ..pool import RunOptions, failures, parse_tasks, pool_eval, pool_table
 from ..lmeval import write_local_tasks
 from .pool_serve import add_pool_serve_args
 
@@ -31,11 +31,10 @@ def cmd_pool_eval(a):
     opts = RunOptions(engine=a.engine, limit=_limit(a.limit), batch_size=a.batch_size, device=a.device, threads=a.threads,
                       retries=a.retries, timeout=a.timeout)
     recs = pool_eval(a.pool, tasks, a.output, gpus=a.gpus, workers=a.workers, ray=a.ray, resume=a.resume, force=a.force, opts=opts)
-    failed = [r for r in recs if r['status'] == 'failed']
+    failed = failures(recs)
     print(json.dumps(recs) if a.json else pool_table(recs))
     if failed:
-        print(f"error: {len(failed)} of {len(recs)} job(s) failed: " +
-              '; '.join(f"{r['job']} ({r.get('error', '?')[:120]}; log {r.get('log')})" for r in failed), file=sys.stderr)
+        print(f"error: {failed}", file=sys.stderr)
         sys.exit(1)
 
 # %% ../../nbs/09f_cmd_pool.ipynb #4e07a1d4
