@@ -12,7 +12,7 @@ from fastcore.basics import patch
 from .core import *
 
 # %% auto #0
-__all__ = ['LFS_MIN', 'repo_entries', 'repo_commit', 'HubStub']
+__all__ = ['LFS_MIN', 'repo_entries', 'repo_commit', 'HubStub', 'repo_key']
 
 # %% ../nbs/02d_hub.ipynb #4bc1f5be
 LFS_MIN = 1 << 20   # files this large are served as LFS files (ETag = sha256)
@@ -42,21 +42,26 @@ def repo_commit(entries:dict) -> str:
 # %% ../nbs/02d_hub.ipynb #5e3f77d8
 class HubStub:
     "A loopback HTTP server answering the hub routes `snapshot_download` uses, for repositories made from local folders."
-    def __init__(self, repos:dict, # {repo id: folder whose files are the repository}
-                 gated:dict|None=None, # {repo id: the token that may download it}; others get 401 GatedRepo
+    def __init__(self, repos:dict, # {model id: folder whose files are the repository}
+                 gated:dict|None=None, # {model id: the token that may download it}; others get 401 GatedRepo
                  host:str='127.0.0.1', port:int=0):
         self.repos, self.gated = {}, dict(gated or {})
         for rid, folder in repos.items(): self.add(rid, folder)
         self.host, self.port, self.requests, self._server = host, port, [], None
 
-    def add(self, repo_id:str, folder) -> str:
+    def add(self, repo_id:str, folder,
+            repo_type:str='model', # 'model' or 'dataset' (served under /datasets/ and /api/datasets/)
+            token:str|None=None, # gate it: only requests with this token may download
+           ) -> str:
         "Serve `folder` as `repo_id`; returns its commit sha."
         folder = Path(folder)
+        if repo_type not in ('model', 'dataset'): raise MixExpertsError(f"hub stub: repo_type must be 'model' or 'dataset', got {repo_type!r}")
         if not folder.is_dir(): raise MixExpertsError(f"hub stub: {folder} is not a folder (repository {repo_id!r})")
         if not re.fullmatch(r'[\w.-]+/[\w.-]+', repo_id): raise MixExpertsError(f"hub stub: {repo_id!r} is not an org/name id")
-        entries = repo_entries(folder)
-        self.repos[repo_id] = dict(folder=folder, entries=entries, sha=repo_commit(entries))
-        return self.repos[repo_id]['sha']
+        entries, key = repo_entries(folder), repo_key(repo_id, repo_type)
+        self.repos[key] = dict(id=repo_id, type=repo_type, folder=folder, entries=entries, sha=repo_commit(entries))
+        if token: self.gated[key] = token
+        return self.repos[key]['sha']
 
     @property
     def endpoint(self) -> str: return f"http://{self.host}:{self.port}"
@@ -64,24 +69,29 @@ class HubStub:
     def __repr__(self): return f"HubStub({self.endpoint if self._server else 'stopped'}, repos={list(self.repos)})"
 
 # %% ../nbs/02d_hub.ipynb #bac3010f
-_API = re.compile(r'^/api/models/(?P<rest>.+)$')
+_API = re.compile(r'^/api/(?P<type>models|datasets)/(?P<rest>.+)$')
+
+def repo_key(repo_id:str, repo_type:str='model') -> str:
+    "Where a repository lives in the hub's URLs: `org/name` for a model, `datasets/org/name` for a data set."
+    return repo_id if repo_type == 'model' else f'{repo_type}s/{repo_id}'
 
 @patch
 def route(self:HubStub, method:str, url:str, headers:dict) -> tuple:
     "(status, headers, body or file slice) for one request."
     path = unquote(urlsplit(url).path)
     m = _API.match(path)
-    for rid in sorted(self.repos, key=len, reverse=True):
-        repo = self.repos[rid]
-        if m and m['rest'].startswith(rid + '/'):
-            kind, _, rev = m['rest'][len(rid) + 1:].partition('/')
-            if kind == 'revision': return self._json(dict(id=rid, modelId=rid, sha=repo['sha'], private=False,
-                                                          gated='manual' if rid in self.gated else False,
+    api = (('' if m['type'] == 'models' else 'datasets/') + m['rest']) if m else None
+    for key in sorted(self.repos, key=len, reverse=True):
+        repo = self.repos[key]
+        if api and api.startswith(key + '/'):
+            kind, _, rev = api[len(key) + 1:].partition('/')
+            if kind == 'revision': return self._json(dict(id=repo['id'], modelId=repo['id'], sha=repo['sha'], private=False,
+                                                          gated='manual' if key in self.gated else False,
                                                           siblings=[dict(rfilename=k) for k in repo['entries']]))
             if kind == 'tree': return self._json(list(repo['entries'].values()))
-        if path.startswith(f'/{rid}/resolve/'):
-            rev, _, fname = path[len(f'/{rid}/resolve/'):].partition('/')
-            return self._file(rid, repo, rev, fname, method, headers)
+        if path.startswith(f'/{key}/resolve/'):
+            rev, _, fname = path[len(f'/{key}/resolve/'):].partition('/')
+            return self._file(key, repo, rev, fname, method, headers)
     return self._error(404, 'RepoNotFound', f"Repository Not Found for url: {url}.")
 
 # %% ../nbs/02d_hub.ipynb #8cda0e15
@@ -100,7 +110,7 @@ def _error(self:HubStub, status:int, code:str, msg:str, extra:dict|None=None) ->
 def _file(self:HubStub, rid:str, repo:dict, rev:str, fname:str, method:str, headers:dict) -> tuple:
     "A file of a repository: gated check, revision check, metadata headers and (for GET) the bytes."
     if rid in self.gated and headers.get('authorization') != f'Bearer {self.gated[rid]}':
-        return self._error(401, 'GatedRepo', f"Access to model {rid} is restricted. You must have access to it and be authenticated to access it. Please log in.")
+        return self._error(401, 'GatedRepo', f"Access to {repo['type']} {repo['id']} is restricted. You must have access to it and be authenticated to access it. Please log in.")
     if rev not in ('main', repo['sha']): return self._error(404, 'RevisionNotFound', f"Invalid rev id: {rev}")
     entry = repo['entries'].get(fname)
     sha_h = {'X-Repo-Commit': repo['sha']}

@@ -10,7 +10,8 @@ from pathlib import Path
 from .core import *
 
 # %% auto #0
-__all__ = ['LOCAL_MODELS', 'ModelSpec', 'gguf_path', 'convert_gguf', 'resolve_model', 'hub_offline', 'hub_cache', 'fetch_model']
+__all__ = ['LOCAL_MODELS', 'ModelSpec', 'gguf_path', 'convert_gguf', 'resolve_model', 'hub_offline', 'hub_cache', 'fetch_model',
+           'fetch_dataset_file']
 
 # %% ../nbs/02b_models.ipynb #a38c7593
 @dataclass(frozen=True)
@@ -123,42 +124,56 @@ def hub_cache() -> Path:
     return Path(os.environ.get('HF_HOME') or '~/.cache/huggingface').expanduser()/'hub'
 
 # %% ../nbs/02b_models.ipynb #1ab060b4
-def _hub_error(repo_id:str, e:Exception, offline:bool, endpoint:str) -> MixExpertsError:
-    "The one clear error for a failed hub resolution."
+def _hub_error(repo_id:str, e:Exception, offline:bool, endpoint:str, kind:str='model') -> MixExpertsError:
+    "The one clear error for a failed hub resolution of a `kind` ('model' or 'dataset')."
     from huggingface_hub.errors import (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, HFValidationError,
                                         LocalEntryNotFoundError, OfflineModeIsEnabled)
-    known = f"not a registry name ({', '.join(LOCAL_MODELS)}) nor a local folder"
+    known = f"not a registry name ({', '.join(LOCAL_MODELS)}) nor a local folder" if kind == 'model' else 'a hub data set'
     login = "log in with `hf auth login` or set HF_TOKEN"
-    if isinstance(e, HFValidationError): return MixExpertsError(f"unknown model {repo_id!r}: {known}, nor a hub id (org/name)")
+    page = f"{endpoint}/{repo_id}" if kind == 'model' else f"{endpoint}/datasets/{repo_id}"
+    get = f"hf download {repo_id}" + (' --repo-type dataset' if kind == 'dataset' else '')
+    if isinstance(e, HFValidationError): return MixExpertsError(f"unknown {kind} {repo_id!r}: {known}, nor a hub id (org/name)")
     if isinstance(e, GatedRepoError):
-        return MixExpertsError(f"model {repo_id!r} is gated on {endpoint}: accept its licence on {endpoint}/{repo_id} and {login}")
+        return MixExpertsError(f"{kind} {repo_id!r} is gated on {endpoint}: accept its licence on {page} and {login}")
     if isinstance(e, RepositoryNotFoundError):
         status = getattr(getattr(e, 'response', None), 'status_code', None)
-        return MixExpertsError(f"model {repo_id!r} was not found on {endpoint}{f' (HTTP {status})' if status else ''}: check the id; "
+        return MixExpertsError(f"{kind} {repo_id!r} was not found on {endpoint}{f' (HTTP {status})' if status else ''}: check the id; "
                                f"if it is private or gated, {login}")
-    if isinstance(e, RevisionNotFoundError): return MixExpertsError(f"model {repo_id!r} has no such revision on {endpoint}: {e}")
+    if isinstance(e, RevisionNotFoundError): return MixExpertsError(f"{kind} {repo_id!r} has no such revision on {endpoint}: {e}")
     if offline:
-        return MixExpertsError(f"unknown model {repo_id!r}: {known}, and not in the Hugging Face cache {hub_cache()}; "
-                               f"HF_HUB_OFFLINE is set: unset it to download it, or download it beforehand (`hf download {repo_id}`)")
+        return MixExpertsError(f"unknown {kind} {repo_id!r}: {known}, and not in the Hugging Face cache {hub_cache()}; "
+                               f"HF_HUB_OFFLINE is set: unset it to download it, or download it beforehand (`{get}`)")
     if isinstance(e.__cause__, OfflineModeIsEnabled) or isinstance(e, OfflineModeIsEnabled):
         return MixExpertsError(f"cannot download {repo_id!r}: huggingface_hub was imported in this process while HF_HUB_OFFLINE "
                                "was set and refuses every request since; run in a fresh process without HF_HUB_OFFLINE")
     if isinstance(e, LocalEntryNotFoundError):
-        return MixExpertsError(f"cannot download {repo_id!r} ({known}): {endpoint} did not answer and the model is not in "
+        return MixExpertsError(f"cannot download {repo_id!r} ({known}): {endpoint} did not answer and the {kind} is not in "
                                f"the cache {hub_cache()}; check the network (or HF_ENDPOINT), or set HF_HUB_OFFLINE=1 with a pre-downloaded copy")
     return MixExpertsError(f"cannot download {repo_id!r} from {endpoint}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
 
 # %% ../nbs/02b_models.ipynb #64656561
+def _snapshot(repo_id:str, repo_type:str, revision, token, allow_patterns=None) -> Path:
+    "A hub repository's snapshot folder: downloaded (with progress) unless HF_HUB_OFFLINE is set, else from the cache."
+    from huggingface_hub import snapshot_download
+    offline = hub_offline()
+    endpoint = (os.environ.get('HF_ENDPOINT') or 'https://huggingface.co').rstrip('/')
+    try:
+        return Path(snapshot_download(repo_id, repo_type=repo_type, revision=revision, token=token, local_files_only=offline,
+                                      endpoint=endpoint, cache_dir=hub_cache(), allow_patterns=allow_patterns))
+    except Exception as e:   # huggingface_hub's errors (and httpx's) become one message naming the id
+        raise _hub_error(repo_id, e, offline, endpoint, repo_type) from None
+
 def fetch_model(repo_id:str, # a hub id, e.g. 'HuggingFaceTB/SmolLM2-135M-Instruct'
                 revision:str|None=None, # branch, tag or commit (default: main)
                 token:str|bool|None=None, # default: HF_TOKEN or the `hf auth login` token
                ) -> Path:
     "The snapshot folder of a hub model: downloaded (with progress) unless HF_HUB_OFFLINE is set, else from the cache."
-    from huggingface_hub import snapshot_download
-    offline = hub_offline()
-    endpoint = (os.environ.get('HF_ENDPOINT') or 'https://huggingface.co').rstrip('/')
-    try:
-        return Path(snapshot_download(repo_id, revision=revision, token=token, local_files_only=offline,
-                                      endpoint=endpoint, cache_dir=hub_cache()))
-    except Exception as e:   # huggingface_hub's errors (and httpx's) become one message naming the id
-        raise _hub_error(repo_id, e, offline, endpoint) from None
+    return _snapshot(repo_id, 'model', revision, token)
+
+def fetch_dataset_file(repo_id:str, # a hub data set id, e.g. 'openai/gsm8k'
+                       filename:str, # the file in that repository, e.g. 'main/test-00000-of-00001.parquet'
+                       revision:str|None=None, token:str|bool|None=None) -> Path:
+    "One file of a hub data set, downloaded into the hub cache unless HF_HUB_OFFLINE is set (then from the cache)."
+    path = _snapshot(repo_id, 'dataset', revision, token, allow_patterns=[filename])/filename
+    if not path.is_file(): raise MixExpertsError(f"data set {repo_id!r} has no file {filename!r}")
+    return path

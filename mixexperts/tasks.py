@@ -12,9 +12,10 @@ from .core import *
 from .extract import LETTERS, get_extractor
 
 # %% auto #0
-__all__ = ['BENCHMARKS', 'GPQA_COLUMNS', 'mmlu_prompt', 'local_task_yaml', 'Item', 'Benchmark', 'get_benchmark', 'read_jsonl',
-           'GSM8K', 'MATH500', 'MMLU', 'read_csv_rows', 'question_seed', 'shuffled_choices', 'GPQA', 'select_questions',
-           'mc_prompt', 'swarms_data', 'parse_mc_output', 'em_normalize']
+__all__ = ['BENCHMARKS', 'GPQA_COLUMNS', 'DATA_SOURCES', 'SOURCES', 'mmlu_prompt', 'local_task_yaml', 'Item', 'Benchmark',
+           'get_benchmark', 'read_jsonl', 'GSM8K', 'MATH500', 'MMLU', 'read_csv_rows', 'question_seed',
+           'shuffled_choices', 'GPQA', 'DataSource', 'benchmark_file', 'read_rows', 'select_questions', 'mc_prompt',
+           'swarms_data', 'parse_mc_output', 'em_normalize']
 
 # %% ../nbs/02a_tasks.ipynb #3a29f9b8
 def mmlu_prompt(question:str, choices:list, subject:str) -> str:
@@ -66,6 +67,9 @@ class Benchmark:
     completion_stop: tuple = ()  # stop strings for the completion prompt
     answer_prefix: str = ''      # what the completion prompt ends with, read back before extraction
     def load(self, path=None) -> list: raise NotImplementedError
+    def data_file(self, path=None) -> Path:
+        "The data file to read: `path` itself, or by source ('auto' = None, 'shipped', 'hub'), see `benchmark_file`."
+        return benchmark_file(self.name, path or 'auto') if path is None or path in SOURCES else Path(path)
     def chat(self, item:Item) -> list: raise NotImplementedError
     def completion(self, item:Item) -> str: raise NotImplementedError
     def options(self, item:Item) -> dict:
@@ -111,9 +115,9 @@ class GSM8K(Benchmark):
     system = ("Solve the math word problem step by step. End with a last line of the form '#### <number>', "
               "giving the final answer as a plain number.")
     def load(self, path=None):
-        path = path or data_path('reasoning', 'gsm8k_test.jsonl')
+        path = self.data_file(path)
         ex, items = get_extractor(self.extractor), []
-        for i, r in enumerate(read_jsonl(path, ('question', 'answer'))):
+        for i, r in enumerate(read_rows(path, ('question', 'answer'))):
             ref = ex.gold(r['answer'])
             if ref is None: raise DataFormatError(f"question {i}: no final number in the answer field", path)
             items.append(Item(f'gsm8k:{i}', i, r['question'], ref))
@@ -130,7 +134,7 @@ class MATH500(Benchmark):
     system = ("Solve the problem step by step. Double-check your work, watch signs and interval endpoints, "
               "and put the final answer in \\boxed{}.")
     def load(self, path=None):
-        rows = read_jsonl(path or data_path('reasoning', 'math500.jsonl'), ('problem', 'answer'))
+        rows = read_rows(self.data_file(path), ('problem', 'answer'))
         return [Item(str(r.get('unique_id') or f'math500:{i}'), i, r['problem'], r['answer']) for i, r in enumerate(rows)]
     def chat(self, item):
         return [{'role': 'system', 'content': self.system},
@@ -194,9 +198,9 @@ class GPQA(Benchmark):
     def __init__(self, seed:int=0): # the seed of the option orders
         self.seed = seed
     def load(self, path=None):
-        path = path or data_path('reasoning', 'gpqa_diamond.csv.gz')
+        path = self.data_file(path)
         items = []
-        for i, r in enumerate(read_csv_rows(path, GPQA_COLUMNS)):
+        for i, r in enumerate(read_rows(path, GPQA_COLUMNS)):
             if not all(r[c].strip() for c in GPQA_COLUMNS): raise DataFormatError(f"question {i}: an empty question or option", path)
             s = question_seed(self.seed, i)
             choices, ref = shuffled_choices(r['Correct Answer'].strip(), [r[c].strip() for c in GPQA_COLUMNS[2:]], s)
@@ -209,6 +213,47 @@ class GPQA(Benchmark):
                 {'role': 'user', 'content': f"Question:\n{item.text}\n\nChoices:\n{self._options(item)}\n\n"
                  "End your reply with '##Answer: X##', where X is the letter of the correct choice."}]
     def completion(self, item): return f"Question: {item.text}\n{self._options(item)}\nAnswer:"
+
+# %% ../nbs/02a_tasks.ipynb #09b73f2a
+@dataclass(frozen=True)
+class DataSource:
+    "Where a live benchmark's questions are: a shipped copy and the hub data set it stands for."
+    shipped: tuple  # path parts below the shared data root
+    hub: str        # hub data set id
+    file: str       # the file in that data set
+
+DATA_SOURCES = {
+    'gsm8k': DataSource(('reasoning', 'gsm8k_test.jsonl'), 'openai/gsm8k', 'main/test-00000-of-00001.parquet'),
+    'math500': DataSource(('reasoning', 'math500.jsonl'), 'HuggingFaceH4/MATH-500', 'test.jsonl'),
+    'gpqa': DataSource(('reasoning', 'gpqa_diamond.csv.gz'), 'Idavidrein/gpqa', 'gpqa_diamond.csv'),
+}
+SOURCES = ('auto', 'shipped', 'hub')
+
+def benchmark_file(name:str, # a benchmark in DATA_SOURCES
+                   source:str='auto', # 'shipped', 'hub', or 'auto': shipped when the shared data is found, else hub
+                  ) -> Path:
+    "The data file of a live benchmark, from the shared data or downloaded from its hub data set."
+    if source not in SOURCES: raise MixExpertsError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if name not in DATA_SOURCES: raise MixExpertsError(f"benchmark {name!r} has no data source; known: {', '.join(DATA_SOURCES)}")
+    src = DATA_SOURCES[name]
+    if source != 'hub':
+        try: return data_path(*src.shipped)
+        except DataNotFoundError:
+            if source == 'shipped': raise
+    from mixexperts.models import fetch_dataset_file
+    return fetch_dataset_file(src.hub, src.file)
+
+def read_rows(path, required:tuple=()) -> list:
+    "The rows of a JSON-lines, CSV (.gz) or Parquet file as dicts; a missing field is an error naming the file."
+    path = Path(path)
+    if path.name.endswith(('.csv', '.csv.gz')): return read_csv_rows(path, required)
+    if path.suffix != '.parquet': return read_jsonl(path, required)
+    import pandas as pd
+    if not path.is_file(): raise DataNotFoundError(f"{path} does not exist")
+    df = pd.read_parquet(path)
+    missing = [c for c in required if c not in df.columns]
+    if missing: raise DataFormatError(f"missing column(s) {missing}", path)
+    return df.to_dict('records')
 
 # %% ../nbs/02a_tasks.ipynb #f75f22ab
 def select_questions(n_items:int, # questions in the dataset

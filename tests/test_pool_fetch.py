@@ -96,3 +96,61 @@ def test_pool_fetch_unknown_id_offline_is_a_clear_error(hub, tmp_path):
 def test_pool_fetch_unreachable_hub_is_a_clear_error(tmp_path):
     out, _ = resolve_in_child('stub-org/smollm2', 'http://127.0.0.1:9', tmp_path)   # discard port: nothing listens
     assert 'did not answer' in out['error'] and 'stub-org/smollm2' in out['error']
+
+
+DATA_CHILD = ("import json, sys\nfrom mixexperts.core import MixExpertsError\nfrom mixexperts.tasks import get_benchmark\nout = {}\n"
+              "for name in sys.argv[1:]:\n"
+              "    try: out[name] = [[i.qid, i.text, i.reference, i.choices] for i in get_benchmark(name).load('hub')]\n"
+              "    except MixExpertsError as e: out[name] = str(e)\n"
+              "print(json.dumps(out))\n")
+
+
+def load_in_child(names, endpoint, hf_home, offline=False, token=None):
+    "get_benchmark(name).load('hub') for each name in a fresh process: {name: items as lists, or the error}."
+    env = {k: v for k, v in os.environ.items() if k not in ('HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE', 'HF_TOKEN', 'HF_HUB_CACHE')}
+    env.update(HF_ENDPOINT=endpoint, HF_HOME=str(hf_home), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    if offline: env['HF_HUB_OFFLINE'] = '1'
+    if token: env['HF_TOKEN'] = token
+    r = subprocess.run([sys.executable, '-c', DATA_CHILD, *names], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope='module')
+def data_hub(tmp_path_factory):
+    "The live benchmarks' hub data sets, made from the shipped copies in the hub's file formats (GSM8K as Parquet, GPQA gated)."
+    import gzip, shutil
+    import pandas as pd
+    from mixexperts.core import data_path
+    from mixexperts.tasks import DATA_SOURCES, read_jsonl
+    root = tmp_path_factory.mktemp('datasets')
+    folders = {name: root / name for name in DATA_SOURCES}
+    for name, f in folders.items():
+        (f / DATA_SOURCES[name].file).parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(read_jsonl(data_path('reasoning', 'gsm8k_test.jsonl'))).to_parquet(folders['gsm8k'] / DATA_SOURCES['gsm8k'].file)
+    shutil.copy(data_path('reasoning', 'math500.jsonl'), folders['math500'] / DATA_SOURCES['math500'].file)
+    with gzip.open(data_path('reasoning', 'gpqa_diamond.csv.gz'), 'rb') as a, open(folders['gpqa'] / DATA_SOURCES['gpqa'].file, 'wb') as b:
+        shutil.copyfileobj(a, b)
+    with HubStub({}) as h:
+        for name, f in folders.items():
+            h.add(DATA_SOURCES[name].hub, f, repo_type='dataset', token='hf_terms_accepted' if name == 'gpqa' else None)
+        yield h
+
+
+def test_pool_fetch_benchmark_data_from_the_hub(data_hub, tmp_path):
+    "Without the shared data a user gets GSM8K, MATH-500 and GPQA from the hub: the same questions as the shipped copies."
+    from mixexperts.tasks import get_benchmark
+    names = ['gsm8k', 'math500', 'gpqa']
+    got = load_in_child(names, data_hub.endpoint, tmp_path, token='hf_terms_accepted')
+    for name in names:
+        assert got[name] == [[i.qid, i.text, i.reference, i.choices] for i in get_benchmark(name).load('shipped')], name
+    n0 = len(data_hub.requests)
+    assert load_in_child(['math500'], data_hub.endpoint, tmp_path, offline=True) == {'math500': got['math500']}
+    assert len(data_hub.requests) == n0                                    # offline: read from the cache
+
+
+def test_pool_fetch_gated_data_set_is_a_clear_error(data_hub, tmp_path):
+    err = load_in_child(['gpqa'], data_hub.endpoint, tmp_path)['gpqa']
+    assert "dataset 'Idavidrein/gpqa' is gated" in err and '/datasets/Idavidrein/gpqa' in err and 'HF_TOKEN' in err
+    err = load_in_child(['math500'], data_hub.endpoint, tmp_path / 'b', offline=True)['math500']
+    assert "HF_HUB_OFFLINE is set" in err and '--repo-type dataset' in err
