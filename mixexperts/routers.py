@@ -14,13 +14,13 @@ from .embeddings import DEFAULT_ENCODER, check_texts, embed_texts
 from fastcore.basics import patch, patch_to
 
 # %% auto #0
-__all__ = ['MMLU_ARC_POOL_EXCLUDE', 'ROUTERS', 'DEFAULT_ROUTER', 'MODEL_SIZES', 'LAMBDAS', 'Routing', 'pick', 'get_router',
-           'training_matrix', 'align_models', 'Router', 'jsonable', 'routed_correct', 'inner_split', 'kfold_splits',
-           'BestSingleRouter', 'RandomRouter', 'OracleRouter', 'train_head', 'head_predict', 'EmbeddingRouter',
-           'subject_accuracy', 'SubjectRouter', 'SubjectClassifierRouter', 'subject_matrix', 'FineTunedSubjectRouter',
-           'QueryLabelRouter', 'KNNRouter', 'LogisticRouter', 'MLPRouter', 'MFRouter', 'tfidf_features',
-           'tfidf_vocabulary', 'TfidfRouter', 'member_spec', 'BlendRouter', 'parse_size', 'read_costs', 'model_costs',
-           'cost_picks', 'cost_curve', 'CostAwareRouter']
+__all__ = ['MMLU_ARC_POOL_EXCLUDE', 'ROUTERS', 'DEFAULT_ROUTER', 'RIDGE_ALPHAS', 'MODEL_SIZES', 'LAMBDAS', 'Routing', 'pick',
+           'get_router', 'training_matrix', 'align_models', 'Router', 'jsonable', 'routed_correct', 'inner_split',
+           'kfold_splits', 'BestSingleRouter', 'RandomRouter', 'OracleRouter', 'train_head', 'head_predict',
+           'EmbeddingRouter', 'subject_accuracy', 'SubjectRouter', 'SubjectClassifierRouter', 'subject_matrix',
+           'FineTunedSubjectRouter', 'QueryLabelRouter', 'KNNRouter', 'LogisticRouter', 'MLPRouter', 'MFRouter',
+           'tfidf_features', 'tfidf_vocabulary', 'TfidfRouter', 'question_factors', 'FactorRouter', 'member_spec',
+           'BlendRouter', 'parse_size', 'read_costs', 'model_costs', 'cost_picks', 'cost_curve', 'CostAwareRouter']
 
 # %% ../nbs/04_routing.ipynb #e3e6da46
 MMLU_ARC_POOL_EXCLUDE = ['Qwen__Qwen2.5-14B-Instruct', 'AdaptLLM__finance-LLM', 'AdaptLLM__law-LLM',
@@ -665,6 +665,90 @@ class TfidfRouter(Router):
         write_json({'terms': sorted(self.vocab, key=self.vocab.get)}, folder/'vocabulary.json', force=True)
     def _load_extra(self, folder):
         self.vocab = {t: i for i, t in enumerate(read_json(folder/'vocabulary.json')['terms'])}
+
+# %% ../nbs/04_routing.ipynb #07284dee
+def question_factors(correct:np.ndarray, # float [questions, models] correctness; NaN = unknown
+                     rank:int=4, # factors per question (at most the number of models)
+                    ) -> np.ndarray:
+    "float [questions, rank]: log-odds that the question is answered right, then its next `rank` − 1 principal components."
+    if not isinstance(rank, (int, np.integer)) or rank < 1: raise MixExpertsError(f"rank must be an integer >= 1, got {rank!r}")
+    C = np.asarray(correct, np.float64)
+    known = ~np.isnan(C)
+    Ck = np.where(known, C, 0.0)
+    right, n = Ck.sum(1), known.sum(1)
+    ease = np.log((right + 0.5) / (n - right + 0.5))
+    Z = np.where(known, Ck - Ck.sum(0) / np.maximum(known.sum(0), 1), 0.0)   # centred per model; unknown cells at the mean
+    U, s, _ = np.linalg.svd(Z, full_matrices=False)
+    k = min(rank, len(s))
+    return np.column_stack([ease, U[:, 1:k] * s[1:k]])
+
+# %% ../nbs/04_routing.ipynb #19d0ae2c
+RIDGE_ALPHAS = np.logspace(0, 6, 13)   # candidate ridge penalties of `factor`, chosen by leave-one-out on the training questions
+
+@ROUTERS.register('factor')
+class FactorRouter(EmbeddingRouter):
+    "Question factors of the correctness matrix predicted from embedding and subject; one logistic regression per model on them."
+    uses_subject = True
+    probabilistic = True
+    def __init__(self, rank:int=4, # question factors: difficulty, then principal components
+                 prior:float=10.0, # L2 strength of each model's regression, in training questions
+                 folds:int=5, # cross-fitting folds for the training questions' predicted factors
+                 steps:int=500, lr:float=0.05, # Adam steps and rate of the per-model regressions
+                 encoder:str=DEFAULT_ENCODER, max_length:int=256, seed:int=0):
+        self._keep(locals())
+
+    def _onehot(self, subjects, n:int) -> np.ndarray:
+        "float [n, subjects]: one row per query; an unknown or missing subject is a row of zeros."
+        out = np.zeros((n, len(self.subjects)), np.float32)
+        if subjects is None: return out
+        idx = pd.Index(self.subjects).get_indexer(pd.Series(list(subjects), dtype=object).fillna(''))
+        out[np.flatnonzero(idx >= 0), idx[idx >= 0]] = 1.0
+        return out
+
+    def _head_input(self, O:np.ndarray, F:np.ndarray) -> np.ndarray: return np.hstack([O, (F - self.fmu) / self.fsd])
+
+    def _fit(self, train):
+        from sklearn.linear_model import Ridge, RidgeCV
+        p, subjects = self.params, train.questions['subject'].astype(str).tolist()
+        self.subjects = sorted(set(subjects))
+        O = self._onehot(subjects, train.n_questions)
+        X = np.hstack([self._train_features(train), O]).astype(np.float64)
+        self.mu, self.sd = X.mean(0), X.std(0) + 1e-6
+        X = (X - self.mu) / self.sd
+        Y = question_factors(train.correct, p['rank'])
+        alpha = float(RidgeCV(alphas=RIDGE_ALPHAS).fit(X, Y).alpha_)
+        F = np.zeros_like(Y)   # cross-fitted: each training question's factors predicted by a ridge that did not see it
+        for tr, te in kfold_splits(train, min(int(p['folds']), train.n_questions), p['seed']):
+            F[te] = Ridge(alpha=alpha).fit(X[tr], Y[tr]).predict(X[te]).reshape(len(te), -1)
+        ridge = Ridge(alpha=alpha).fit(X, Y)
+        self.coef, self.intercept = ridge.coef_.reshape(Y.shape[1], -1), np.atleast_1d(ridge.intercept_).astype(np.float64)
+        self.alpha = np.array([alpha])
+        self.fmu, self.fsd = F.mean(0), F.std(0) + 1e-9
+        self.head = train_head(self._head_input(O, F), train.correct, 'multilabel', dropout=0.0, steps=p['steps'], lr=p['lr'],
+                               weight_decay=p['prior'] / train.correct.size, seed=p['seed'])
+
+    def factors(self, texts, subjects=None) -> np.ndarray:
+        "float [n, rank]: the predicted question factors of each query."
+        self._check_fitted()
+        texts = check_texts(texts)
+        O = self._onehot(_check_subjects(subjects, len(texts)), len(texts))
+        return self._factors(self._features(texts), O)
+
+    def _factors(self, E:np.ndarray, O:np.ndarray) -> np.ndarray:
+        return ((np.hstack([E, O]) - self.mu) / self.sd) @ self.coef.T + self.intercept
+
+    def _scores(self, texts, subjects):
+        O = self._onehot(subjects, len(texts))
+        return head_predict(self.head, self._head_input(O, self._factors(self._features(texts), O)))
+
+    def _state(self):
+        return dict(coef=self.coef, intercept=self.intercept, mu=self.mu, sd=self.sd, fmu=self.fmu, fsd=self.fsd, alpha=self.alpha,
+                    **{f'head.{k}': v for k, v in self.head.items()})
+    def _set_state(self, arrays):
+        for k in ('coef', 'intercept', 'mu', 'sd', 'fmu', 'fsd', 'alpha'): setattr(self, k, arrays[k])
+        self.head = {k[5:]: v for k, v in arrays.items() if k.startswith('head.')}
+    def _save_extra(self, folder): SubjectRouter._save_extra(self, folder)
+    def _load_extra(self, folder): SubjectRouter._load_extra(self, folder)
 
 # %% ../nbs/04_routing.ipynb #d4b5363a
 def member_spec(spec) -> tuple:

@@ -10,9 +10,9 @@ from mixexperts.embeddings import EmbeddingStore, check_texts, embed_texts, enco
 from mixexperts.routers import ROUTERS, Router, cost_curve, get_router, model_costs, parse_size, pick, routed_correct
 from mixexperts.routing_eval import CVResult, aiq, apgr, cpt, cross_validate, kfold_splits, two_model_curve, upper_hull
 
-FAST = ['best_single', 'random', 'subject', 'subject_clf', 'query_label', 'knn', 'logistic', 'mlp', 'mf', 'tfidf', 'blend', 'cost_aware']
+FAST = ['best_single', 'random', 'subject', 'subject_clf', 'query_label', 'knn', 'logistic', 'mlp', 'mf', 'tfidf', 'factor', 'blend', 'cost_aware']
 QUICK = {'query_label': {'weight_decay': 1e-4, 'steps': 60}, 'knn': {'k': 10, 'tau': 0.0}, 'logistic': {'weight_decay': 1e-4, 'steps': 60},
-         'mlp': {'weight_decay': 1e-4, 'steps': 60, 'hidden': 16}, 'mf': {'weight_decay': 1e-5, 'steps': 60, 'dim': 8},
+         'mlp': {'weight_decay': 1e-4, 'steps': 60, 'hidden': 16}, 'mf': {'weight_decay': 1e-5, 'steps': 60, 'dim': 8}, 'factor': {'steps': 60},
          'blend': {'members': ['subject', {'router': 'knn', 'k': 10, 'tau': 0.0}], 'weights': [0.5, 0.5]},
          'cost_aware': {'base': {'router': 'knn', 'k': 10, 'tau': 0.0}, 'lam': 0.1}}
 
@@ -119,7 +119,7 @@ def test_fit_never_reads_held_out_rows(mmlu_small, split):
     other = mmlu_small.subset(np.arange(mmlu_small.n_questions))
     other.correct = mmlu_small.correct.copy()
     other.correct[te] = 1 - other.correct[te]
-    for name, params in [('knn', {}), ('tfidf', {}), ('blend', {'members': ['subject', {'router': 'knn', 'k': 10, 'tau': 0.0}]}),
+    for name, params in [('knn', {}), ('tfidf', {}), ('factor', {}), ('blend', {'members': ['subject', {'router': 'knn', 'k': 10, 'tau': 0.0}]}),
                          ('cost_aware', {'base': {'router': 'knn', 'k': 10, 'tau': 0.0}})]:
         a = get_router(name, **params).fit(mmlu_small, tr)
         b = get_router(name, **params).fit(other, tr)
