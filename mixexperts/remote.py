@@ -13,14 +13,14 @@ import numpy as np
 from fastcore.basics import patch
 from .core import *
 from .backends import (Backend, Completion, HFBackend, is_chat, check_sampling, cut_at_stop, default_add_bos,
-                                 prompt_token_ids, pair_token_ids)
+    prompt_token_ids, pair_token_ids)
 from .models import resolve_model
 
 # %% auto #0
 __all__ = ['OpenAIBackend', 'vllm_available', 'check_vllm_args', 'vllm_engine_kwargs', 'VLLMApi', 'vllm_api', 'sampling_kwargs',
            'scoring_kwargs', 'VLLMBackend', 'scoring_requests', 'StandInSamplingParams', 'StandInTokensPrompt',
-           'StandInLoRARequest', 'StandInLogprob', 'StandInCompletionOutput', 'StandInRequestOutput', 'prompt_logprobs',
-           'HFEngineStandIn', 'sample_next']
+           'StandInLoRARequest', 'StandInLogprob', 'StandInCompletionOutput', 'StandInRequestOutput',
+           'prompt_logprob_dicts', 'HFEngineStandIn', 'sample_next']
 
 # %% ../nbs/03a_remote.ipynb #0e34d578
 class OpenAIBackend(Backend):
@@ -343,7 +343,7 @@ class StandInRequestOutput:
     outputs: list
     finished: bool = True
 
-def prompt_logprobs(tok, ids:list, logp, k:int) -> list:
+def prompt_logprob_dicts(tok, ids:list, logp, k:int) -> list:
     "vLLM's `prompt_logprobs` from the log-probabilities `logp[i]` of the token after position i: None, then per token its own entry and the top `k`."
     import torch
     k = logp.shape[-1] if k == -1 else k
@@ -431,7 +431,7 @@ def _request(self:HFEngineStandIn, prompt, sp:StandInSamplingParams, lora) -> St
     with torch.inference_mode():
         out = hf.model(input_ids=torch.tensor([ids], device=hf.device), use_cache=True,
                        logits_to_keep=0 if sp.prompt_logprobs is not None else 1)
-        plp = None if sp.prompt_logprobs is None else prompt_logprobs(hf.tok, ids, torch.log_softmax(out.logits[0].float(), -1), sp.prompt_logprobs)
+        plp = None if sp.prompt_logprobs is None else prompt_logprob_dicts(hf.tok, ids, torch.log_softmax(out.logits[0].float(), -1), sp.prompt_logprobs)
         cache, logits = out.past_key_values, out.logits[:, -1].float().expand(sp.n, -1)
         if sp.n > 1: cache.batch_repeat_interleave(sp.n)
         seqs = [_Seq() for _ in range(sp.n)]

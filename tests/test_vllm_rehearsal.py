@@ -130,7 +130,7 @@ def test_vllm_search_slot_scores_candidates_like_hf():
     "The search's vLLM slot (candidates written once as adapters, sent as LoRA requests) scores as the HF hot-swap slot."
     from mixexperts.search import Evaluator, VLLMSlot, load_experts
     ads, _, E = load_experts([f'expert-lora:{d}' for d in ('mmlu', 'medqa')], QUICK_EXPERTS)
-    spec = dict(name='mc_accuracy', dataset='mmlu', dev=[0, 3], test=[0, 2])
+    spec = dict(name='mc_accuracy', dataset='mmlu', dev=[0, 2], test=[0, 2])
     cand = [E[0], E[1], 0.5 * (E[0] + E[1])]
     ref = Evaluator(ads[0], spec, engine='hf')
     hf = ref(cand, 'dev')
