@@ -14,9 +14,9 @@ from .core import progress as progress_bar   # `progress` is a parameter name be
 from .models import LOCAL_MODELS, resolve_model
 
 # %% auto #0
-__all__ = ['DTYPES', 'Completion', 'check_sampling', 'is_chat', 'Backend', 'default_device', 'auto_dtype', 'torch_dtype',
-           'load_kwargs', 'load_causal_lm', 'default_add_bos', 'render_prompt', 'encode_text', 'prompt_token_ids',
-           'pair_token_ids', 'HFBackend', 'train_lora']
+__all__ = ['DTYPES', 'Completion', 'check_sampling', 'is_chat', 'Backend', 'cut_at_stop', 'default_device', 'auto_dtype',
+           'torch_dtype', 'load_kwargs', 'load_causal_lm', 'default_add_bos', 'render_prompt', 'encode_text',
+           'prompt_token_ids', 'pair_token_ids', 'HFBackend', 'train_lora']
 
 # %% ../nbs/03_backends.ipynb #34a606fb
 @dataclass
@@ -83,7 +83,7 @@ def _plain_chat(messages:list) -> str:
     "A chat rendered for base models without a chat template."
     return ''.join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in messages) + 'Assistant:'
 
-def _cut_at_stop(text:str, stop:list) -> tuple[str, bool]:
+def cut_at_stop(text:str, stop:list) -> tuple[str, bool]:
     "`text` up to the first stop string, and whether one was found."
     hits = [i for i in (text.find(s) for s in stop) if i >= 0]
     return (text[:min(hits)], True) if hits else (text, False)
@@ -277,7 +277,7 @@ def _completion(self:HFBackend, toks:list, n_prompt:int, stop:list, eos:set, max
     "Decode one generated row: cut at end of sequence and stop strings, count tokens."
     end = next((k for k, t in enumerate(toks) if t in eos), None)
     used = toks if end is None else toks[:end]
-    text, hit = _cut_at_stop(self.tok.decode(used, skip_special_tokens=True), stop)
+    text, hit = cut_at_stop(self.tok.decode(used, skip_special_tokens=True), stop)
     reason = 'stop' if (end is not None or hit or len(used) < max_tokens) else 'length'
     return Completion(text, n_prompt, len(used) if end is None else end + 1, reason)
 

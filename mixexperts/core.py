@@ -10,10 +10,10 @@ import numpy as np
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['DATA_ENV', 'CACHE_ENV', 'PROGRESS_ENV', 'MixExpertsError', 'DataFormatError', 'DataNotFoundError',
-           'OutputExistsError', 'DataWarning', 'find_data_root', 'data_path', 'cache_dir', 'seed_everything', 'as_rng',
-           'check_writable', 'atomic_path', 'atomic_write', 'write_json', 'read_json', 'sha256_file', 'file_lock',
-           'read_config', 'load_config', 'Registry', 'progress']
+__all__ = ['DATA_ENV', 'CACHE_ENV', 'REHEARSAL_ENV', 'PROGRESS_ENV', 'MixExpertsError', 'DataFormatError', 'DataNotFoundError',
+           'OutputExistsError', 'DataWarning', 'find_data_root', 'data_path', 'cache_dir', 'in_rehearsal',
+           'seed_everything', 'as_rng', 'check_writable', 'atomic_path', 'atomic_write', 'write_json', 'read_json',
+           'sha256_file', 'file_lock', 'read_config', 'load_config', 'Registry', 'progress']
 
 # %% ../nbs/00_core.ipynb #060421f6
 class MixExpertsError(Exception):
@@ -79,6 +79,13 @@ def cache_dir(*parts:str) -> Path:
     p = Path(base).expanduser().joinpath(*parts)
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+# %% ../nbs/00_core.ipynb #e329132e
+REHEARSAL_ENV = 'MIXEXPERTS_REHEARSAL'   # path of the substitutions JSON a rehearsal runs under
+
+def in_rehearsal() -> bool:
+    "Whether this process runs in a rehearsal (`$MIXEXPERTS_REHEARSAL` is set)."
+    return bool(os.environ.get(REHEARSAL_ENV))
 
 # %% ../nbs/00_core.ipynb #ae62e105
 def seed_everything(seed:int, # the one seed of a run

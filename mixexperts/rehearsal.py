@@ -7,18 +7,16 @@ from __future__ import annotations
 import contextlib, dataclasses, gzip, json, os, time
 from dataclasses import dataclass, field
 from pathlib import Path
-from .core import MixExpertsError, DataNotFoundError, atomic_write, find_data_root, read_json, write_json
+from .core import MixExpertsError, DataNotFoundError, REHEARSAL_ENV, atomic_write, find_data_root, read_json, write_json
 from fastcore.basics import patch
 from .pool import TaskSpec, has_cuda, rehearsal_tasks
 
 # %% auto #0
-__all__ = ['REHEARSAL_ENV', 'STAND_INS', 'MOM_POOL', 'MOM_BENCHMARKS', 'REHEARSAL_MMLU_SUBJECTS', 'SWARM_ADAPTERS',
-           'RehearsalError', 'Substitutions', 'active_substitutions', 'substitution_rows', 'pick', 'GpuRun',
-           'StageError', 'rehearsal_mmlu_tasks', 'rehearsal_task_table', 'rehearsal_hub_repos', 'prepare_rehearsal',
-           'rehearsal']
+__all__ = ['STAND_INS', 'MOM_POOL', 'MOM_BENCHMARKS', 'REHEARSAL_MMLU_SUBJECTS', 'SWARM_ADAPTERS', 'RehearsalError',
+           'Substitutions', 'active_substitutions', 'substitution_rows', 'pick', 'GpuRun', 'StageError',
+           'rehearsal_mmlu_tasks', 'rehearsal_task_table', 'rehearsal_hub_repos', 'prepare_rehearsal', 'rehearsal']
 
 # %% ../nbs/10a_rehearsal.ipynb #c899991d
-REHEARSAL_ENV = 'MIXEXPERTS_REHEARSAL'   # path of the substitutions JSON a rehearsal runs under
 STAND_INS = ('smollm2-135m-instruct', 'gemma3-270m')   # the shipped LMs, in role order
 
 class RehearsalError(MixExpertsError):

@@ -4,18 +4,23 @@
 
 # %% ../nbs/03a_remote.ipynb #7356ab6f
 from __future__ import annotations
-import random, threading, time, warnings
+import math, random, threading, time, warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple, TypedDict
 import numpy as np
 from fastcore.basics import patch
 from .core import *
-from .backends import Backend, Completion, is_chat, check_sampling, default_add_bos, prompt_token_ids, pair_token_ids
+from .backends import (Backend, Completion, HFBackend, is_chat, check_sampling, cut_at_stop, default_add_bos,
+    prompt_token_ids, pair_token_ids)
 from .models import resolve_model
 
 # %% auto #0
-__all__ = ['OpenAIBackend', 'vllm_available', 'check_vllm_args', 'vllm_engine_kwargs', 'sampling_kwargs', 'scoring_kwargs',
-           'VLLMBackend', 'scoring_requests']
+__all__ = ['OpenAIBackend', 'vllm_available', 'check_vllm_args', 'vllm_engine_kwargs', 'VLLMApi', 'vllm_api', 'sampling_kwargs',
+           'scoring_kwargs', 'VLLMBackend', 'scoring_requests', 'StandInSamplingParams', 'StandInTokensPrompt',
+           'StandInLoRARequest', 'StandInLogprob', 'StandInCompletionOutput', 'StandInRequestOutput',
+           'prompt_logprob_dicts', 'HFEngineStandIn', 'sample_next']
 
 # %% ../nbs/03a_remote.ipynb #0e34d578
 class OpenAIBackend(Backend):
@@ -122,8 +127,9 @@ def _loglikelihood(self:OpenAIBackend, requests, adapter=None):
 
 # %% ../nbs/03a_remote.ipynb #fcd8d8e6
 def vllm_available() -> tuple[bool, str]:
-    "Whether vLLM can run here, and why not."
+    "Whether vLLM can run here (in a rehearsal: its CPU stand-in always can), and why not."
     import importlib.util
+    if in_rehearsal(): return True, ''
     if importlib.util.find_spec('vllm') is None: return False, 'vllm is not installed (pip install mixexperts[gpu])'
     try:
         import torch
@@ -162,10 +168,20 @@ def vllm_engine_kwargs(model:str, # registry name, local folder or hub id
     if enable_lora: kw.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=max_loras)
     return kw
 
-def _make_vllm_engine(kwargs:dict):
-    "The one place a vLLM engine is constructed."
-    from vllm import LLM
-    return LLM(**kwargs)
+class VLLMApi(NamedTuple):
+    "The classes of vLLM this package uses."
+    LLM: type
+    SamplingParams: type
+    TokensPrompt: type
+    LoRARequest: type
+
+def vllm_api() -> VLLMApi:
+    "vLLM's classes, or in a rehearsal their CPU stand-ins (see the last section): the one place the engine is chosen."
+    if in_rehearsal(): return VLLMApi(HFEngineStandIn, StandInSamplingParams, StandInTokensPrompt, StandInLoRARequest)
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+    from vllm.lora.request import LoRARequest
+    return VLLMApi(LLM, SamplingParams, TokensPrompt, LoRARequest)
 
 # %% ../nbs/03a_remote.ipynb #b36b9dc8
 def sampling_kwargs(n:int=1, temperature:float=0.0, top_p:float=1.0, max_tokens:int=256, stop:list|None=None,
@@ -195,18 +211,17 @@ class VLLMBackend(Backend):
                                 max_lora_rank, max_loras, seed, trust_remote_code, data_parallel_size, **engine_kw)
         ok, why = vllm_available()
         if not ok: raise MixExpertsError(f"VLLMBackend cannot run here: {why}")
-        self.engine_kwargs = kw
-        self.llm, self.name = _make_vllm_engine(kw), Path(model).name
+        self.engine_kwargs, self.api = kw, vllm_api()
+        self.llm, self.name = self.api.LLM(**kw), Path(model).name
         self.tok = self.llm.get_tokenizer()
         self.add_bos = add_bos if add_bos is not None else default_add_bos(model, kw['model'])
         self.adapters: dict = {}
 
     def load_adapter(self, path, name:str|None=None) -> str:
         "Register a peft LoRA folder; requests name it with `adapter=`."
-        from vllm.lora.request import LoRARequest
         name = name or Path(path).name
         if name in self.adapters: raise MixExpertsError(f"an adapter named {name!r} is already loaded")
-        self.adapters[name] = LoRARequest(name, len(self.adapters) + 1, str(path))
+        self.adapters[name] = self.api.LoRARequest(name, len(self.adapters) + 1, str(path))
         return name
 
     def _lora(self, adapter):
@@ -225,21 +240,19 @@ def scoring_requests(tok, requests:list, add_bos:bool) -> list:
 
 @patch
 def _generate(self:VLLMBackend, prompts, n, temperature, top_p, max_tokens, stop, seed, adapter):
-    from vllm import SamplingParams
-    from vllm.inputs import TokensPrompt
-    sp = SamplingParams(**sampling_kwargs(n, temperature, top_p, max_tokens, stop, seed))
+    k = n if temperature > 0 else 1   # greedy: one completion, repeated n times
+    sp = self.api.SamplingParams(**sampling_kwargs(k, temperature, top_p, max_tokens, stop, seed))
     ids = [prompt_token_ids(self.tok, p, self.add_bos) for p in prompts]
-    res = self.llm.generate([TokensPrompt(prompt_token_ids=x) for x in ids], sp, lora_request=self._lora(adapter), use_tqdm=False)
-    return [[Completion(o.text, len(r.prompt_token_ids), len(o.token_ids), o.finish_reason or 'stop') for o in r.outputs] for r in res]
+    res = self.llm.generate([self.api.TokensPrompt(prompt_token_ids=x) for x in ids], sp, lora_request=self._lora(adapter), use_tqdm=False)
+    return [[Completion(o.text, len(r.prompt_token_ids), len(o.token_ids), o.finish_reason or 'stop')
+             for o in sorted(r.outputs, key=lambda o: o.index) for _ in range(n // k)] for r in res]
 
 # %% ../nbs/03a_remote.ipynb #f3ab75dc
 @patch
 def _loglikelihood(self:VLLMBackend, requests, adapter=None):
     "Prompt log-probabilities of context + continuation (one prefix-cached pass per request)."
-    from vllm import SamplingParams
-    from vllm.inputs import TokensPrompt
     pairs = scoring_requests(self.tok, requests, self.add_bos)
-    res = self.llm.generate([TokensPrompt(prompt_token_ids=w) for w, _ in pairs], SamplingParams(**scoring_kwargs()),
+    res = self.llm.generate([self.api.TokensPrompt(prompt_token_ids=w) for w, _ in pairs], self.api.SamplingParams(**scoring_kwargs()),
                             lora_request=self._lora(adapter), use_tqdm=False)
     out = []
     for (whole, n_ctx), r in zip(pairs, res):
@@ -249,3 +262,206 @@ def _loglikelihood(self:VLLMBackend, requests, adapter=None):
             total += lp.logprob; greedy &= lp.rank == 1
         out.append((total, bool(greedy)))
     return out
+
+# %% ../nbs/03a_remote.ipynb #f5566acc
+@dataclass(kw_only=True)
+class StandInSamplingParams:
+    "vLLM's `SamplingParams` in the stand-in: the fields this package sets, with vLLM's defaults and checks."
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int|None = None
+    stop: str|list|None = None
+    max_tokens: int|None = 16
+    prompt_logprobs: int|None = None
+
+    def __post_init__(self):
+        self.stop = [] if self.stop is None else [self.stop] if isinstance(self.stop, str) else list(self.stop)
+        if self.seed == -1: self.seed = None
+        if self.prompt_logprobs is True: self.prompt_logprobs = 1
+        if 0 < self.temperature < 1e-2: self.temperature = 1e-2   # vLLM raises tiny temperatures to 0.01
+        problem = _sampling_problem(self)
+        if problem: raise ValueError(problem)
+        if self.greedy: self.top_p = 1.0
+
+    @property
+    def greedy(self) -> bool: return self.temperature < 1e-5
+
+def _sampling_problem(sp:StandInSamplingParams) -> str|None:
+    "What vLLM's `SamplingParams` refuses among these fields, or None."
+    if not isinstance(sp.n, int) or sp.n < 1: return f"n must be an int >= 1, got {sp.n!r}."
+    if not (math.isfinite(sp.temperature) and 0 <= sp.temperature <= 2): return f"temperature must be in [0, 2], got {sp.temperature}."
+    if not 0 < sp.top_p <= 1: return f"top_p must be in (0, 1], got {sp.top_p}."
+    if sp.max_tokens is not None and sp.max_tokens < 1: return f"max_tokens must be at least 1, got {sp.max_tokens}."
+    if sp.prompt_logprobs is not None and sp.prompt_logprobs < -1: return f"prompt_logprobs must be non-negative or -1, got {sp.prompt_logprobs}."
+    if any(not s for s in sp.stop): return "stop cannot contain an empty string."
+    if sp.temperature < 1e-5 and sp.n > 1: return f"n must be 1 when using greedy sampling, got {sp.n}."
+    return None
+
+class StandInTokensPrompt(TypedDict):
+    "vLLM's `TokensPrompt`: a prompt given as token ids (a plain dict, as vLLM's TypedDict is)."
+    prompt_token_ids: list
+
+@dataclass(eq=False)
+class StandInLoRARequest:
+    "vLLM's `LoRARequest`: a peft adapter folder under a name and an integer id >= 1 (requests are equal when their names are)."
+    lora_name: str
+    lora_int_id: int
+    lora_path: str = ''
+    def __post_init__(self):
+        if not self.lora_path: raise ValueError("lora_path cannot be empty")
+        if self.lora_int_id < 1: raise ValueError(f"lora_int_id must be > 0, got {self.lora_int_id}")
+    def __eq__(self, other): return isinstance(other, StandInLoRARequest) and other.lora_name == self.lora_name
+    def __hash__(self): return hash(self.lora_name)
+
+# %% ../nbs/03a_remote.ipynb #82c3ce6d
+@dataclass
+class StandInLogprob:
+    "vLLM's `Logprob`: a token's log-probability, its rank (1: the most likely) and its text."
+    logprob: float
+    rank: int|None = None
+    decoded_token: str|None = None
+
+@dataclass
+class StandInCompletionOutput:
+    "vLLM's `CompletionOutput`: one generated sequence of a request."
+    index: int
+    text: str
+    token_ids: list
+    cumulative_logprob: float|None
+    logprobs: list|None = None
+    finish_reason: str|None = None   # 'stop' (end of sequence or a stop string) or 'length'
+    stop_reason: int|str|None = None # the stop string that ended it
+
+@dataclass
+class StandInRequestOutput:
+    "vLLM's `RequestOutput`: the prompt's ids and log-probabilities, and the request's completions."
+    request_id: str
+    prompt: str|None
+    prompt_token_ids: list
+    prompt_logprobs: list|None
+    outputs: list
+    finished: bool = True
+
+def prompt_logprob_dicts(tok, ids:list, logp, k:int) -> list:
+    "vLLM's `prompt_logprobs` from the log-probabilities `logp[i]` of the token after position i: None, then per token its own entry and the top `k`."
+    import torch
+    k = logp.shape[-1] if k == -1 else k
+    pred, actual = logp[:-1], torch.tensor(ids[1:], device=logp.device)[:, None]
+    own = pred.gather(-1, actual)
+    ranks = (pred >= own).sum(-1).tolist()
+    top_v, top_i = pred.topk(k, -1) if k else (pred[:, :0], pred[:, :0].long())
+    out = [None]
+    for t, lp, r, tv, ti in zip(ids[1:], own[:, 0].tolist(), ranks, top_v.tolist(), top_i.tolist()):
+        d = {t: StandInLogprob(lp, r, tok.decode([t]))}
+        d.update({i: StandInLogprob(v, j, tok.decode([i])) for j, (v, i) in enumerate(zip(tv, ti), 1)})
+        out.append(d)
+    return out
+
+# %% ../nbs/03a_remote.ipynb #c6a5806c
+class HFEngineStandIn:
+    "The part of `vllm.LLM` this package uses, on the HF backend's model: vLLM's CPU stand-in in a rehearsal."
+    def __init__(self, model:str, # a model folder, as `vllm_engine_kwargs` gives it
+                 tensor_parallel_size:int=1, gpu_memory_utilization:float=0.9, enable_prefix_caching:bool|None=None, # no effect here
+                 max_model_len:int|None=None, # context window (default: the HF backend's)
+                 dtype:str='auto', seed:int=0, trust_remote_code:bool=False,
+                 enable_lora:bool=False, max_lora_rank:int=16, max_loras:int=1):
+        self.hf = HFBackend(model, dtype=dtype, max_length=max_model_len, add_bos=False, trust_remote_code=trust_remote_code)
+        self.max_model_len, self.enable_lora, self.max_lora_rank = self.hf.max_length, enable_lora, max_lora_rank
+        self._gen = self.hf.torch.Generator(device=self.hf.device).manual_seed(seed)
+        self._requests = 0
+        eos = self.hf.model.generation_config.eos_token_id
+        self._eos = {self.hf.tok.eos_token_id, *(eos if isinstance(eos, (list, tuple)) else [eos])} - {None}
+
+    def __repr__(self): return f"HFEngineStandIn({self.hf.name!r}, max_model_len={self.max_model_len}, adapters={list(self.hf.adapters)})"
+    def get_tokenizer(self): return self.hf.tok
+
+    def shutdown(self):
+        "Drop the model (a vLLM engine shuts down its workers)."
+        self.hf.model = None
+
+# %% ../nbs/03a_remote.ipynb #19e83831
+@patch
+def generate(self:HFEngineStandIn, prompts, # TokensPrompt dicts or strings, or one of them
+             sampling_params=None, # one StandInSamplingParams for all, or one per prompt (default: vLLM's defaults)
+             use_tqdm:bool=True, lora_request=None, # one LoRA request for all, or one per prompt
+            ) -> list:
+    "A `StandInRequestOutput` per prompt, in order."
+    if isinstance(prompts, (str, dict)): prompts = [prompts]
+    sps = list(sampling_params) if isinstance(sampling_params, (list, tuple)) else [sampling_params or StandInSamplingParams()] * len(prompts)
+    loras = list(lora_request) if isinstance(lora_request, (list, tuple)) else [lora_request] * len(prompts)
+    if not len(sps) == len(loras) == len(prompts):
+        raise ValueError(f"{len(prompts)} prompts need as many sampling_params and lora_request, got {len(sps)} and {len(loras)}")
+    if self.hf.model is None: raise RuntimeError("this engine was shut down")
+    return [self._request(p, sp, lr) for p, sp, lr in zip(progress(prompts, desc='stand-in requests', disable=not use_tqdm), sps, loras)]
+
+@patch
+def _adapter(self:HFEngineStandIn, lora) -> str|None:
+    "The adapter of a LoRA request, loaded on its first request (as vLLM loads it)."
+    if lora is None: return None
+    if not self.enable_lora: raise ValueError(f"LoRA request {lora.lora_name!r} to an engine built without enable_lora=True")
+    if lora.lora_name not in self.hf.adapters:
+        r = self.hf.check_adapter(lora.lora_path).get('r', 0)
+        if r > self.max_lora_rank: raise ValueError(f"LoRA rank {r} of {lora.lora_path} is greater than max_lora_rank {self.max_lora_rank}.")
+        self.hf.load_adapter(lora.lora_path, name=lora.lora_name)
+    return lora.lora_name
+
+# %% ../nbs/03a_remote.ipynb #9424e071
+def sample_next(logits, temperature:float, top_p:float, gen):
+    "vLLM's next tokens of a batch of logits: argmax at temperature 0, else a draw from the temperature-scaled top-p mass."
+    import torch
+    if temperature < 1e-5: return logits.argmax(-1)
+    probs = torch.softmax(logits / temperature, -1)
+    if top_p < 1:
+        p, idx = probs.sort(-1, descending=True)
+        p = p * ((p.cumsum(-1) - p) < top_p)   # the most likely tokens until top_p is covered (the first always kept)
+        probs = torch.zeros_like(probs).scatter(-1, idx, p)
+    return torch.multinomial(probs, 1, generator=gen)[:, 0]
+
+@patch
+def _request(self:HFEngineStandIn, prompt, sp:StandInSamplingParams, lora) -> StandInRequestOutput:
+    torch, hf = self.hf.torch, self.hf
+    ids = list(prompt['prompt_token_ids']) if isinstance(prompt, dict) else hf.tok(prompt)['input_ids']
+    if not ids: raise ValueError("The decoder prompt cannot be empty")
+    if len(ids) >= self.max_model_len:
+        raise ValueError(f"The decoder prompt (length {len(ids)}) is longer than the maximum model length of {self.max_model_len}.")
+    hf.use_adapter(self._adapter(lora))
+    gen = torch.Generator(device=hf.device).manual_seed(sp.seed) if sp.seed is not None else self._gen
+    limit = min(sp.max_tokens or self.max_model_len, self.max_model_len - len(ids))
+    with torch.inference_mode():
+        out = hf.model(input_ids=torch.tensor([ids], device=hf.device), use_cache=True,
+                       logits_to_keep=0 if sp.prompt_logprobs is not None else 1)
+        plp = None if sp.prompt_logprobs is None else prompt_logprob_dicts(hf.tok, ids, torch.log_softmax(out.logits[0].float(), -1), sp.prompt_logprobs)
+        cache, logits = out.past_key_values, out.logits[:, -1].float().expand(sp.n, -1)
+        if sp.n > 1: cache.batch_repeat_interleave(sp.n)
+        seqs = [_Seq() for _ in range(sp.n)]
+        for step in range(limit):
+            nxt = sample_next(logits, sp.temperature, sp.top_p, gen)
+            logp = torch.log_softmax(logits, -1).gather(-1, nxt[:, None])[:, 0].tolist()
+            for s, t, lp in zip(seqs, nxt.tolist(), logp):
+                if s.finish is None: self._extend(s, t, lp, sp.stop, limit)
+            if all(s.finish for s in seqs): break
+            out = hf.model(input_ids=nxt[:, None], past_key_values=cache, use_cache=True)
+            cache, logits = out.past_key_values, out.logits[:, -1].float()
+    self._requests += 1
+    outputs = [StandInCompletionOutput(i, s.text, s.ids, s.cum, None, s.finish, s.stop_reason) for i, s in enumerate(seqs)]
+    return StandInRequestOutput(str(self._requests - 1), prompt if isinstance(prompt, str) else None, ids, plp, outputs)
+
+@dataclass
+class _Seq:
+    "A sequence being generated."
+    ids: list = field(default_factory=list)
+    cum: float = 0.0
+    text: str = ''
+    finish: str|None = None
+    stop_reason: str|None = None
+
+@patch
+def _extend(self:HFEngineStandIn, s:_Seq, t:int, lp:float, stop:list, limit:int):
+    "Append token `t` to `s`; end it at end of sequence, a stop string (cut from the text) or the token limit."
+    s.ids.append(t); s.cum += lp
+    if t in self._eos: s.finish = 'stop'; return
+    full = self.hf.tok.decode(s.ids, skip_special_tokens=True)
+    s.text, hit = cut_at_stop(full, stop)
+    if hit: s.finish, s.stop_reason = 'stop', next(x for x in stop if full.startswith(x, len(s.text)))
+    elif len(s.ids) >= limit: s.finish = 'length'

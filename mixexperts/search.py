@@ -680,6 +680,7 @@ def make_slot(template:LoraAdapter, base:str|None, needs_model:bool, batch_size:
     "The candidate slot of one evaluation process: HF hot-swap on `eval_device(worker)`, or a vLLM multi-LoRA engine."
     if engine not in ENGINES: raise MixExpertsError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
     args = dict(engine_args or {})
+    check_vllm_args(data_parallel_size=args.pop('data_parallel_size', 1), what='engine arguments')
     if set(args) - set(ENGINE_ARGS): raise MixExpertsError(f"unknown engine arguments {sorted(set(args) - set(ENGINE_ARGS))}; known: {', '.join(ENGINE_ARGS)}")
     device = eval_device(worker)
     if engine == 'vllm':
@@ -857,6 +858,7 @@ class SearchConfig:
     tensor_parallel_size: int = 1   # engine vllm: GPUs per engine (a worker takes its own group)
     gpu_memory_utilization: float = 0.85   # engine vllm: share of each GPU's memory the engine may take
     max_model_len: int|None = None  # engine vllm: context window (default: the model's)
+    data_parallel_size: int = 1     # refused above 1: many GPUs = many engines (set `workers`)
 
     def __post_init__(self):
         for k in ('experts', 'utility'):
@@ -866,7 +868,7 @@ class SearchConfig:
         make_utility(self.utility)   # unknown utility / empty split fail before any model is loaded
         if self.engine not in ENGINES: raise MixExpertsError(f"unknown engine {self.engine!r}; known: {', '.join(ENGINES)}")
         if self.dtype not in DTYPES: raise MixExpertsError(f"search config: dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        check_vllm_args(self.tensor_parallel_size, self.gpu_memory_utilization, self.max_model_len, what='search config')
+        check_vllm_args(self.tensor_parallel_size, self.gpu_memory_utilization, self.max_model_len, self.data_parallel_size, what='search config')
 
     def engine_args(self) -> dict:
         "The keywords `make_slot` passes to the engine."
