@@ -110,7 +110,7 @@ class MuxRunConfig:
     tie_vote: float|None = None     # a power γ: models tied at the top vote, weighted by validation accuracy ** γ
     sample: str = 'random'          # how questions are chosen: 'random' (seeded) or 'first'
     batch_questions: int = 16       # questions per backend call
-    data: str|None = None           # the benchmark's data file or folder; default: the shared data
+    data: str|None = None           # data file or folder, or a source: 'shipped', 'hub' (default: shipped if found, else hub)
     device: str|None = None         # for local models
     dtype: str = 'auto'            # 'auto': bf16/fp16 on a CUDA GPU, fp32 on CPU
     threads: int|None = None        # torch CPU threads (speed only)
