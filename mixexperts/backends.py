@@ -115,12 +115,12 @@ def torch_dtype(dtype, # a name in DTYPES (or a torch dtype)
     if dtype not in DTYPES: raise MixExpertsError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if dtype != 'auto': return getattr(torch, dtype)
     if not str(device).startswith('cuda'): return auto_dtype(device)
-    if not torch.cuda.is_available(): raise MixExpertsError(f"dtype 'auto' on {device!r}: no CUDA device is visible here (use device='cpu')")
     return auto_dtype(device, cuda_bf16(device))
 
 def cuda_bf16(device:str) -> bool:
-    "Whether the CUDA `device` computes in bf16 (asks the GPU: the one line of this chapter a CPU machine cannot run)."
+    "Whether the CUDA `device` computes in bf16, asked of the GPU (its last line is the one of this chapter a CPU machine cannot run)."
     import torch
+    if not torch.cuda.is_available(): raise MixExpertsError(f"dtype 'auto' on {device!r}: no CUDA device is visible here (use device='cpu')")
     with torch.cuda.device(torch.device(device)): return torch.cuda.is_bf16_supported()
 
 # %% ../nbs/03_backends.ipynb #f8889e85

@@ -132,7 +132,8 @@ def test_pool_engines_batched_scores_equal_single_ones(smol):
     "One-token continuations after a shared prefix (scored through one KV cache), contexts of very different lengths (split by the"
     " padding budget) and rolling log-likelihoods: the same numbers as each request alone."
     stem = 'Question: Which of these planets is the largest one in the solar system? Answer with one letter.\n'
-    reqs = [(stem + 'A. Mars\nAnswer:', ' A'), (stem + 'A. Jupiter\nAnswer:', ' A'), ('Hi', ' A'), (stem * 2 + 'Answer:', ' B')]
+    reqs = [(stem + 'A. Mars\nAnswer:', ' A'), (stem + 'A. Jupiter\nAnswer:', ' A'), (stem + 'A. Mars\nAnswer: A\nAnswer:', ' B'),
+            ('Hi', ' A'), (stem * 2 + 'Answer:', ' B')]   # the third context extends the first
     together = smol.loglikelihood(reqs)
     alone = [smol.loglikelihood([r])[0] for r in reqs]
     assert [g for _, g in together] == [g for _, g in alone]

@@ -266,6 +266,14 @@ def test_pool_eval_ray_address_that_does_not_answer(tmp_path, pool_dir):
     assert time.time() - t0 < 30 and not (tmp_path / 'o').exists()
 
 
+def test_pool_eval_ray_auto_with_a_bad_ray_address(tmp_path, pool_dir, monkeypatch):
+    "`--ray auto` follows RAY_ADDRESS; one that names no cluster is one clear error, before any job."
+    monkeypatch.setenv('RAY_ADDRESS', 'not-an-address')
+    code, out, err = run_captured(['pool', 'eval', pool_dir / 'pool.yaml', *task_args(pool_dir), '-o', tmp_path / 'o', '--ray', 'auto'])
+    assert code == 2 and "cannot join the Ray cluster at 'auto'" in err and 'not-an-address' in err, err
+    assert not (tmp_path / 'o').exists()
+
+
 def test_pool_eval_unknown_model_is_retried_then_recorded(tmp_path, pool_dir):
     "A model that cannot be resolved offline fails twice (one retry), is recorded with its log, and the exit status is 1."
     (tmp_path / 'pool.yaml').write_text("- no-such-org/no-such-model-7b\n")
