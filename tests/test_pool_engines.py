@@ -134,10 +134,12 @@ def test_pool_engines_batched_scores_equal_single_ones(smol):
     stem = 'Question: Which of these planets is the largest one in the solar system? Answer with one letter.\n'
     reqs = [(stem + 'A. Mars\nAnswer:', ' A'), (stem + 'A. Jupiter\nAnswer:', ' A'), (stem + 'A. Mars\nAnswer: A\nAnswer:', ' B'),
             ('Hi', ' A'), (stem * 2 + 'Answer:', ' B')]   # the third context extends the first
-    together = smol.loglikelihood(reqs)
     alone = [smol.loglikelihood([r])[0] for r in reqs]
-    assert [g for _, g in together] == [g for _, g in alone]
-    assert [x for x, _ in together] == pytest.approx([x for x, _ in alone], abs=1e-4)
+    for batch in (reqs, [reqs[0], reqs[2]]):          # all of them; a context with the one it extends
+        together = smol.loglikelihood(batch)
+        want = [alone[reqs.index(r)] for r in batch]
+        assert [g for _, g in together] == [g for _, g in want]
+        assert [x for x, _ in together] == pytest.approx([x for x, _ in want], abs=1e-4)
     texts = ['The capital of France is Paris.', 'Two plus two is four, and four plus four is eight.']
     rolled = smol.loglikelihood_rolling(texts)
     assert rolled == pytest.approx([smol.loglikelihood_rolling([t])[0] for t in texts], abs=1e-4) and all(x < 0 for x in rolled)
