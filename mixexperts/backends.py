@@ -14,9 +14,9 @@ from .core import progress as progress_bar   # `progress` is a parameter name be
 from .models import LOCAL_MODELS, resolve_model
 
 # %% auto #0
-__all__ = ['DTYPES', 'Completion', 'check_sampling', 'is_chat', 'Backend', 'cut_at_stop', 'default_device', 'auto_dtype',
-           'torch_dtype', 'load_kwargs', 'load_causal_lm', 'default_add_bos', 'render_prompt', 'encode_text',
-           'prompt_token_ids', 'pair_token_ids', 'HFBackend', 'train_lora']
+__all__ = ['PLAIN_CHAT_TEMPLATE', 'DTYPES', 'Completion', 'check_sampling', 'is_chat', 'Backend', 'cut_at_stop', 'default_device',
+           'auto_dtype', 'torch_dtype', 'cuda_bf16', 'load_kwargs', 'load_causal_lm', 'default_add_bos',
+           'render_prompt', 'encode_text', 'prompt_token_ids', 'pair_token_ids', 'HFBackend', 'train_lora']
 
 # %% ../nbs/03_backends.ipynb #34a606fb
 @dataclass
@@ -83,6 +83,9 @@ def _plain_chat(messages:list) -> str:
     "A chat rendered for base models without a chat template."
     return ''.join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in messages) + 'Assistant:'
 
+# the same rendering as a one-line Jinja chat template, for servers that take one (`vllm serve --chat-template`)
+PLAIN_CHAT_TEMPLATE = "{% for m in messages %}{{ m['role'] | capitalize }}: {{ m['content'] }}{{ '\\n\\n' }}{% endfor %}Assistant:"
+
 def cut_at_stop(text:str, stop:list) -> tuple[str, bool]:
     "`text` up to the first stop string, and whether one was found."
     hits = [i for i in (text.find(s) for s in stop) if i >= 0]
@@ -112,7 +115,13 @@ def torch_dtype(dtype, # a name in DTYPES (or a torch dtype)
     if dtype not in DTYPES: raise MixExpertsError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if dtype != 'auto': return getattr(torch, dtype)
     if not str(device).startswith('cuda'): return auto_dtype(device)
-    with torch.cuda.device(torch.device(device)): return auto_dtype(device, torch.cuda.is_bf16_supported())
+    return auto_dtype(device, cuda_bf16(device))
+
+def cuda_bf16(device:str) -> bool:
+    "Whether the CUDA `device` computes in bf16, asked of the GPU (its last line is the one of this chapter a CPU machine cannot run)."
+    import torch
+    if not torch.cuda.is_available(): raise MixExpertsError(f"dtype 'auto' on {device!r}: no CUDA device is visible here (use device='cpu')")
+    with torch.cuda.device(torch.device(device)): return torch.cuda.is_bf16_supported()
 
 # %% ../nbs/03_backends.ipynb #f8889e85
 def load_kwargs(dtype='auto', device:str|None=None, device_map=None, trust_remote_code:bool=False) -> dict:

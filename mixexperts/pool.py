@@ -34,7 +34,7 @@ class PoolModel:
     tp: int = 1                 # tensor-parallel size: the GPUs one job of this model holds at once
     dtype: str = 'auto'         # 'auto' (the checkpoint's own), 'float32', 'bfloat16' or 'float16'
     max_length: int|None = None # context length (hf `max_length`, vllm `max_model_len`)
-    chat_template: bool = False # lm-eval's --apply_chat_template
+    chat_template: bool|None = None # true: the model's chat template (lm-eval's --apply_chat_template); false: none, servers too; absent: each tool's default
     params: float|None = None   # size in billions for the scheduler (default: read from the name)
 
     def __post_init__(self):
@@ -42,7 +42,7 @@ class PoolModel:
         if not _positive_int(self.tp): raise MixExpertsError(f"tp must be a positive integer, got {self.tp!r}")
         if self.dtype not in DTYPES: raise MixExpertsError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.max_length is not None and not _positive_int(self.max_length): raise MixExpertsError(f"max_length must be a positive integer, got {self.max_length!r}")
-        if not isinstance(self.chat_template, bool): raise MixExpertsError(f"chat_template must be true or false, got {self.chat_template!r}")
+        if self.chat_template is not None and not isinstance(self.chat_template, bool): raise MixExpertsError(f"chat_template must be true or false, got {self.chat_template!r}")
         if self.params is not None and (isinstance(self.params, bool) or not isinstance(self.params, (int, float)) or self.params <= 0):
             raise MixExpertsError(f"params must be a positive number of billions, got {self.params!r}")
         if self.name is not None and (not isinstance(self.name, str) or not self.name or '/' in self.name or self.name.startswith(('.', '_'))):

@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from .core import *
+from .backends import PLAIN_CHAT_TEMPLATE
 from .models import LOCAL_MODELS, resolve_model
 from .pool import PoolModel, PoolConfig, read_pool
 
@@ -87,12 +88,14 @@ def vllm_serve_command(p:PoolModel, port:int, host:str='127.0.0.1',
            '--tensor-parallel-size', str(p.tp), '--dtype', p.dtype, '--gpu-memory-utilization', f'{gpu_memory_utilization:g}',
            '--seed', str(seed)]
     if p.max_length: cmd += ['--max-model-len', str(p.max_length)]
+    if p.chat_template is False: cmd += ['--chat-template', PLAIN_CHAT_TEMPLATE]
     return cmd
 
 def mixexperts_serve_command(p:PoolModel, port:int, host:str='127.0.0.1') -> list:
     "The `mixexperts serve` command line that stands in for `vllm serve` where there is no GPU."
     cmd = [sys.executable, '-m', 'mixexperts.cli', 'serve', '--model', p.model, '--host', host, '--port', str(port)]
     if p.dtype != 'auto': cmd += ['--dtype', p.dtype]
+    if p.chat_template is False: cmd += ['--plain-chat']
     return cmd
 
 # %% ../nbs/03d_pool_serve.ipynb #3b68cbfc
@@ -181,10 +184,10 @@ def start_server(s:Server) -> Server:
                                   preexec_fn=_die_with_parent if sys.platform.startswith('linux') else None)
     return s
 
-def session_members(sid:int) -> list:
+def session_members(sid:int, proc=Path('/proc')) -> list:
     "Process ids in session `sid` (Linux /proc; elsewhere none): a server and everything it started, even in other groups."
     out = []
-    for d in Path('/proc').glob('[0-9]*'):
+    for d in Path(proc).glob('[0-9]*'):
         try: stat = (d/'stat').read_text()
         except OSError: continue   # gone meanwhile
         fields = stat.rsplit(')', 1)[1].split()   # after the command name: state, ppid, pgrp, session, ...
@@ -253,7 +256,7 @@ def endpoints_record(servers:list) -> dict:
     return {'format': ENDPOINTS_FORMAT, 'endpoints': {s.model: s.base_url for s in servers},
             'servers': [dict(model=s.model, base_url=s.base_url, engine=s.engine, gpus=s.gpus, pid=s.proc.pid if s.proc else None,
                              log=str(s.log), tokenizer=model_source(s.model), add_bos=scores_with_bos(s.model),
-                             max_length=s.pool_model.max_length, command=s.command)
+                             max_length=s.pool_model.max_length, chat_template=s.pool_model.chat_template, command=s.command)
                         for s in servers]}
 
 def read_endpoints(path, full:bool=False) -> dict:
@@ -278,7 +281,11 @@ def lm_eval_args(endpoints, # an endpoints file
     if srv.get('add_bos'): args['add_bos_token'] = True
     if srv.get('max_length'): args['max_length'] = srv['max_length']
     args.update(extra)
-    return ['--model', 'local-completions', '--model_args', ','.join(f'{k}={v}' for k, v in args.items())]
+    chat = srv.get('chat_template') is True
+    if chat and srv.get('engine') != 'vllm':
+        raise MixExpertsError(f"model {model!r} has chat_template: true, which lm-eval applies to token-id requests only: "
+                              f"vllm serve takes them, {srv.get('engine')} serve does not; evaluate it with `mixexperts pool eval`")
+    return ['--model', 'local-completions', '--model_args', ','.join(f'{k}={v}' for k, v in args.items())] + ['--apply_chat_template'] * chat
 
 # %% ../nbs/03d_pool_serve.ipynb #b2fc45e4
 def log_dir_for(endpoints, log_dir=None) -> Path:

@@ -128,13 +128,10 @@ def _loglikelihood(self:OpenAIBackend, requests, adapter=None):
 # %% ../nbs/03a_remote.ipynb #fcd8d8e6
 def vllm_available() -> tuple[bool, str]:
     "Whether vLLM can run here (in a rehearsal: its CPU stand-in always can), and why not."
-    import importlib.util
+    import importlib.util, torch
     if in_rehearsal(): return True, ''
+    if not torch.cuda.is_available(): return False, 'no CUDA GPU visible'
     if importlib.util.find_spec('vllm') is None: return False, 'vllm is not installed (pip install mixexperts[gpu])'
-    try:
-        import torch
-        if not torch.cuda.is_available(): return False, 'no CUDA GPU visible'
-    except ImportError: return False, 'torch is not installed'
     return True, ''
 
 # %% ../nbs/03a_remote.ipynb #83f209de

@@ -128,13 +128,15 @@ def load_routed_backend(path, # a folder written by Router.save
 
 def add_routers(table, # a mixexperts.serve.ModelTable
                 specs:list, # 'NAME=ROUTER_FOLDER' per router to serve
-                model_map=None, dtype:str='auto', device:str|None=None):
+                model_map=None, dtype:str='auto', device:str|None=None,
+                endpoints:dict|None=None, # {served model: base URL}: models served there are not loaded here
+               ):
     "Serve saved routers as named models in `table`; backends the table already serves are shared."
     loaded = {n: b for n, (b, adapter) in table.entries.items() if adapter is None}
     for spec in specs or []:
         name, eq, path = str(spec).partition('=')
         if not eq or not name or not path: raise MixExpertsError(f"--router takes NAME=ROUTER_FOLDER, got {spec!r}")
-        rb = load_routed_backend(path, model_map, dtype, device, loaded, name=name)
+        rb = load_routed_backend(path, model_map, dtype, device, loaded, name=name, endpoints=endpoints)
         for m, b in rb.backends.items():
             loaded.setdefault(m, b)
             table.locks.setdefault(id(b), threading.Lock())

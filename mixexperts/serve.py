@@ -10,6 +10,7 @@ from .core import *
 from .backends import Backend, HFBackend, Completion
 from .models import LOCAL_MODELS
 from .routed import add_routers
+from .pool_serve import read_endpoints
 from fastapi import FastAPI, Request  # module level: FastAPI resolves the endpoints' annotations here
 
 # %% auto #0
@@ -139,12 +140,15 @@ def create_app(models:ModelTable):
     return app
 
 # %% ../nbs/03b_serve.ipynb #48a861cc
-def build_table(models:list, adapters:list|None=None, dtype:str='auto', device:str|None=None) -> ModelTable:
+def build_table(models:list, adapters:list|None=None, dtype:str='auto', device:str|None=None,
+                plain_chat:bool=False, # render chats as plain `User: …` text, not with the models' chat templates
+               ) -> ModelTable:
     "Load each `NAME` or `NAME=PATH` model once, and serve each `NAME=PATH` adapter under its own name."
     table, first = ModelTable(), None
     for spec in models:
         name, _, path = spec.partition('=')
         backend = HFBackend(path or name, dtype=dtype, device=device)
+        if plain_chat: backend.tok.chat_template = None   # `render_prompt` then renders chats as base models get them
         table.add(name, backend)
         first = first or backend
     for spec in adapters or []:
@@ -159,9 +163,10 @@ def cmd_serve(a):
     import uvicorn
     if not a.model and not a.router:
         raise MixExpertsError(f"name at least one --model or --router (registry names: {', '.join(LOCAL_MODELS)})")
-    table = build_table(a.model, a.adapter, a.dtype, a.device)
+    if a.endpoints and not a.router: raise MixExpertsError("--endpoints answers a --router's choices; name a --router too")
+    table = build_table(a.model, a.adapter, a.dtype, a.device, a.plain_chat)
     if a.router:
-        add_routers(table, a.router, a.route_model, a.dtype, a.device)
+        add_routers(table, a.router, a.route_model, a.dtype, a.device, endpoints=read_endpoints(a.endpoints) if a.endpoints else None)
     print(f"serving {list(table.entries)} on http://{a.host}:{a.port}/v1", flush=True)
     uvicorn.run(create_app(table), host=a.host, port=a.port, log_level=a.log_level)
 
@@ -175,5 +180,7 @@ def add_serve_commands(p): # the `serve` group's parser (made by `mixexperts.cli
                    help='serve a saved router (mixexperts route train) as the model NAME (repeatable)')
     p.add_argument('--route-model', action='append', default=[], metavar='ID=PATH',
                    help="the model to load for a router's model id (registry name or folder; repeatable)")
+    p.add_argument('--endpoints', metavar='FILE', help="answer a router's choices with the models `pool serve` serves (its endpoints file) instead of loading them")
+    p.add_argument('--plain-chat', action='store_true', help="render chats as plain 'User: ...' text, not with the models' chat templates")
     p.add_argument('--log-level', default='warning')
     p.set_defaults(func=cmd_serve)

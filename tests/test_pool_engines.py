@@ -102,3 +102,85 @@ def test_pool_engines_vllm_token_ids_equal_hf(name):
     ctx, _ = pair_token_ids(tok, *reqs[0], add_bos)
     assert ctx == gen                                                # scoring's context = generation's prompt
     assert (gen[0] == tok.bos_token_id) == (name == GEMMA)
+
+
+def test_pool_engines_bad_requests_are_clear_errors(smol):
+    from mixexperts.backends import is_chat
+    with pytest.raises(MixExpertsError, match="a prompt must be a string or a non-empty list of"): is_chat([{'text': 'hi'}])
+    with pytest.raises(MixExpertsError, match='generate takes a list of prompts'): smol.generate('Hello')
+    with pytest.raises(MixExpertsError, match=r'a loglikelihood request is a \(context, continuation\) pair'): smol.loglikelihood([('only context',)])
+    if not torch.cuda.is_available():
+        with pytest.raises(MixExpertsError, match="dtype 'auto' on 'cuda': no CUDA device is visible here"): torch_dtype('auto', 'cuda')
+    ctx = 'Question: Which planet is largest?\nAnswer:'
+    assert list(smol.score_choices(ctx, [' Jupiter', ' Mars'])) == [ll for ll, _ in smol.loglikelihood([(ctx, ' Jupiter'), (ctx, ' Mars')])]
+
+
+def test_pool_engines_long_prompts_are_cut_to_the_window(smol):
+    "A raw prompt loses its oldest tokens, a chat its oldest messages (never the system one); a question alone too long is an error."
+    raw = ' '.join(['word'] * 80)
+    with pytest.warns(Warning, match='cut from the left to 16'): ids = smol.prompt_ids(raw, 16)
+    assert ids == smol.prompt_ids(raw, 1000)[-16:]
+    chat = [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': raw}, {'role': 'assistant', 'content': 'ok'},
+            {'role': 'user', 'content': 'Which planet is largest?'}]
+    keep = [chat[0], chat[3]]
+    with pytest.warns(Warning, match='chat cut to its last 2 message'): ids = smol.prompt_ids(chat, len(smol.prompt_ids(keep, 1000)))
+    assert ids == smol.prompt_ids(keep, 1000)
+    with pytest.raises(MixExpertsError, match='the question alone is'): smol.prompt_ids(keep, 4)
+
+
+def test_pool_engines_batched_scores_equal_single_ones(smol):
+    "One-token continuations after a shared prefix (scored through one KV cache), contexts of very different lengths (split by the"
+    " padding budget) and rolling log-likelihoods: the same numbers as each request alone."
+    stem = 'Question: Which of these planets is the largest one in the solar system? Answer with one letter.\n'
+    reqs = [(stem + 'A. Mars\nAnswer:', ' A'), (stem + 'A. Jupiter\nAnswer:', ' A'), (stem + 'A. Mars\nAnswer: A\nAnswer:', ' B'),
+            ('Hi', ' A'), (stem * 2 + 'Answer:', ' B')]   # the third context extends the first
+    alone = [smol.loglikelihood([r])[0] for r in reqs]
+    for batch in (reqs, [reqs[0], reqs[2]]):          # all of them; a context with the one it extends
+        together = smol.loglikelihood(batch)
+        want = [alone[reqs.index(r)] for r in batch]
+        assert [g for _, g in together] == [g for _, g in want]
+        assert [x for x, _ in together] == pytest.approx([x for x, _ in want], abs=1e-4)
+    texts = ['The capital of France is Paris.', 'Two plus two is four, and four plus four is eight.']
+    rolled = smol.loglikelihood_rolling(texts)
+    assert rolled == pytest.approx([smol.loglikelihood_rolling([t])[0] for t in texts], abs=1e-4) and all(x < 0 for x in rolled)
+
+
+def test_pool_engines_lora_adapters_train_load_and_switch(smol, tmp_path):
+    "A LoRA trained here (1 step), loaded twice under two names next to the base model; a wrong folder and a wrong rank are clear errors."
+    import json, shutil
+    from mixexperts.backends import train_lora
+    a = train_lora(SMOL, ['Question: 1+1?\nAnswer: 2'], tmp_path / 'a', r=4, steps=1, batch_size=1, max_length=32)
+    shutil.copytree(a, tmp_path / 'b')
+    hf = HFBackend(SMOL, batch_size=4)
+    assert hf.load_adapter(a) == 'a' and hf.load_adapter(tmp_path / 'b') == 'b'
+    base = hf.loglikelihood(PROBE)
+    assert base == smol.loglikelihood(PROBE)                       # loaded, not active: the base model's numbers
+    with_a = hf.loglikelihood(PROBE, adapter='a')
+    assert hf.loglikelihood(PROBE, adapter='b') == with_a and with_a != base   # the same weights under another name
+    with pytest.raises(MixExpertsError, match=r"no adapter 'c' loaded; loaded: \['a', 'b'\]"): hf.use_adapter('c')
+    with pytest.raises(MixExpertsError, match='is not a peft LoRA adapter folder'): hf.check_adapter(tmp_path)
+    cfg = json.loads((a / 'adapter_config.json').read_text())
+    shutil.copytree(a, tmp_path / 'r8')
+    (tmp_path / 'r8' / 'adapter_config.json').write_text(json.dumps({**cfg, 'r': 8}))
+    with pytest.raises(MixExpertsError, match=r'has shape \(4, .* with r=8 needs \(8, '): hf.check_adapter(tmp_path / 'r8')
+
+
+def test_pool_engines_vllm_argument_errors():
+    from mixexperts.remote import check_vllm_args
+    with pytest.raises(MixExpertsError, match=r"gpu_memory_utilization is the share of each GPU's memory in \(0, 1\], got 1.5"):
+        check_vllm_args(gpu_memory_utilization=1.5)
+    with pytest.raises(MixExpertsError, match='vLLM dtype must be auto, float32, bfloat16 or float16'): vllm_engine_kwargs(SMOL, dtype='half')
+
+
+def test_pool_engines_plain_chat_template_renders_as_the_backend():
+    "vllm serve's `--chat-template PLAIN_CHAT_TEMPLATE` (read as vLLM reads a one-line template) renders a chat as HFBackend renders it without a template."
+    import codecs
+    from mixexperts.backends import PLAIN_CHAT_TEMPLATE, render_prompt
+    tok = AutoTokenizer.from_pretrained(str(resolve_model(SMOL)))
+    chat = [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Which planet is largest?'}]
+    own, templated = render_prompt(tok, chat)
+    tok.chat_template = None
+    plain, untemplated = render_prompt(tok, chat)
+    assert templated and not untemplated and plain != own and plain.endswith('Assistant:')
+    for t in (PLAIN_CHAT_TEMPLATE, codecs.decode(PLAIN_CHAT_TEMPLATE, 'unicode_escape')):
+        assert '\n' not in PLAIN_CHAT_TEMPLATE and tok.apply_chat_template(chat, chat_template=t, tokenize=False, add_generation_prompt=True) == plain

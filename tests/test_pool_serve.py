@@ -74,7 +74,7 @@ def start_one_server(tmp_path, base_port:int) -> tuple:
 def pool(tmp_path_factory):
     "The two shipped LMs served on pretend GPUs 0 and 1 until the last test of the module stops them."
     d = tmp_path_factory.mktemp('pool')
-    (d/'pool.yaml').write_text('- smollm2-135m-instruct\n- {model: gemma3-270m, dtype: float32}\n')
+    (d/'pool.yaml').write_text('- smollm2-135m-instruct\n- {model: gemma3-270m, dtype: float32, chat_template: false}\n')
     ep = d/'endpoints.json'
     proc = pool_serve(d/'pool.yaml', '-o', ep, '--gpus', '0,1', '--engine', 'mixexperts', '--timeout', 240)
     try:
@@ -99,6 +99,7 @@ def test_pool_serve_places_servers_on_pretend_gpus(pool):
     assert len({s['base_url'] for s in rec['servers']}) == 2
     assert all(Path(s['log']).exists() and Path(s['log']).parent == pool['dir']/'endpoints.logs' for s in rec['servers'])
     assert all(s['command'][1:5] == ['-m', 'mixexperts.cli', 'serve', '--model'] for s in rec['servers'])
+    assert [s['chat_template'] for s in rec['servers']] == [None, False] and rec['servers'][1]['command'][-1] == '--plain-chat'
 
 
 def test_pool_serve_openai_client_chats_with_each_model(pool):
@@ -132,15 +133,23 @@ def test_pool_serve_mux_run_through_endpoints(pool, tmp_path):
     assert code == 2 and f"{pool['endpoints']} serve no 'qwen'" in err
 
 
-def test_pool_serve_routed_inference_through_endpoints(pool, tmp_path):
+ROUTER_IDS = ['Qwen__Qwen2.5-7B-Instruct', 'google__gemma-2-9b-it']
+
+
+@pytest.fixture(scope='module')
+def router_folder(tmp_path_factory):
+    "A tf-idf router over two of the shipped MMLU models, fitted on 60 virology and marketing questions."
     import numpy as np
     from mixexperts.core import data_path
     from mixexperts.results import load_results
     from mixexperts.routers import get_router
-    ids = ['Qwen__Qwen2.5-7B-Instruct', 'google__gemma-2-9b-it']
-    rm = load_results(data_path('lm_eval', 'mmlu'), progress=False, models=ids)
+    rm = load_results(data_path('lm_eval', 'mmlu'), progress=False, models=ROUTER_IDS)
     rows = np.flatnonzero(rm.questions['subject'].isin(['virology', 'marketing']).to_numpy())[:60]
-    folder = get_router('tfidf').fit(rm.subset(rows)).save(tmp_path/'router')
+    return get_router('tfidf').fit(rm.subset(rows)).save(tmp_path_factory.mktemp('router')/'router')
+
+
+def test_pool_serve_routed_inference_through_endpoints(pool, router_folder):
+    ids, folder = ROUTER_IDS, router_folder
     code, out, err = run_captured(['route', 'predict', folder, '--generate', '--endpoints', pool['endpoints'], '--max-tokens', 4,
                                    '--route-model', f'{ids[0]}=smollm2-135m-instruct', '--route-model', f'{ids[1]}=smollm2-135m-instruct',
                                    '--text', 'Which virus family does influenza belong to?', '--text', 'What is a marketing mix?'])
@@ -165,6 +174,63 @@ def test_pool_serve_lm_eval_local_completions(pool, model):
     assert got[0][0] > got[1][0]
     assert max(abs(g[0] - w[0]) for g, w in zip(got, want)) < 1e-3
     with pytest.raises(Exception, match="serves no model 'qwen'"): lm_eval_args(pool['endpoints'], 'qwen')
+
+
+def test_pool_serve_router_served_over_the_pool(pool, router_folder):
+    "`mixexperts serve --router mom=DIR --endpoints FILE`: the routed model answers with the pool's servers, as they answer directly."
+    from mixexperts.pool_serve import is_healthy
+    from mixexperts.routers import Router
+    eps = read_endpoints(pool['endpoints'])
+    code, out, err = run_captured(['serve', '--endpoints', pool['endpoints'], '--model', 'smollm2-135m-instruct'])
+    assert code == 2 and '--endpoints answers a --router' in err
+    port = choose_ports(1)[0]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get('PYTHONPATH')])]))
+    proc = subprocess.Popen([sys.executable, '-m', 'mixexperts.cli', 'serve', '--router', f'mom={router_folder}', '--endpoints', pool['endpoints'],
+                             '--route-model', f'{ROUTER_IDS[0]}=smollm2-135m-instruct', '--route-model', f'{ROUTER_IDS[1]}=gemma3-270m',
+                             '--port', str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: is_healthy(f'http://127.0.0.1:{port}') or proc.poll() is not None, 120, 'the routed server')
+        assert proc.poll() is None, proc.stdout.read()
+        routed = openai.OpenAI(base_url=f'http://127.0.0.1:{port}/v1', api_key='none', max_retries=0, timeout=120)
+        assert [m.id for m in routed.models.list().data] == ['mom']            # nothing loaded beside the router
+        q = 'Which virus family does influenza belong to?'
+        chosen = {ROUTER_IDS[0]: 'smollm2-135m-instruct', ROUTER_IDS[1]: 'gemma3-270m'}[Router.load(router_folder).route([q]).chosen[0]]
+        direct = openai.OpenAI(base_url=eps[chosen], api_key='none', max_retries=0, timeout=120)
+        ask = lambda c, m: c.chat.completions.create(model=m, messages=[{'role': 'user', 'content': q}], max_tokens=6, temperature=0).choices[0].message.content
+        assert ask(routed, 'mom') == ask(direct, chosen)
+    finally:
+        proc.terminate()
+        try: proc.wait(30)
+        except subprocess.TimeoutExpired: proc.kill()
+        proc.stdout.close()
+
+
+def test_pool_serve_openai_client_errors_are_clear(pool):
+    "A model the server does not serve (no retry), a port nobody listens on (retried, then one error), a server without logprobs."
+    import http.server, threading
+    from mixexperts.core import MixExpertsError
+    from mixexperts.remote import OpenAIBackend
+    url = read_endpoints(pool['endpoints'])['smollm2-135m-instruct']
+    with pytest.raises(MixExpertsError, match=r"refused the request for 'qwen' \(HTTP 404\)"): OpenAIBackend('qwen', base_url=url).generate(['Hi'], max_tokens=2)
+    closed = choose_ports(1)[0]
+    dead = OpenAIBackend('m', base_url=f'http://127.0.0.1:{closed}/v1', max_retries=1, backoff=0.01, timeout=5)
+    with pytest.raises(MixExpertsError, match=r"failed 2 times for 'm' \(last: APIConnectionError\); is the server up"): dead.generate(['Hi'])
+    assert dead.usage['retries'] == 1
+
+    class NoLogprobs(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a): pass
+        def do_POST(self):
+            self.rfile.read(int(self.headers['Content-Length']))
+            body = json.dumps({'id': 'c', 'object': 'text_completion', 'created': 0, 'model': 'm',
+                               'choices': [{'index': 0, 'text': 'x', 'finish_reason': 'length', 'logprobs': None}]}).encode()
+            self.send_response(200); self.send_header('Content-Type', 'application/json'); self.send_header('Content-Length', str(len(body)))
+            self.end_headers(); self.wfile.write(body)
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), NoLogprobs)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(MixExpertsError, match="returned no logprobs for 'm'; it must support echo=True"):
+            OpenAIBackend('m', base_url=f'http://127.0.0.1:{srv.server_address[1]}/v1').loglikelihood([('a', ' b')])
+    finally: srv.shutdown(); srv.server_close()
 
 
 def test_pool_serve_stops_every_server_on_sigint(pool):   # last: it ends the module's pool
@@ -299,3 +365,30 @@ exit 3
     assert not any(alive(p) for p in pids) and not ep.exists()   # the healthy one was stopped with it
     # and so was what it started in a process group of its own (`timeout` makes one): stopping goes by session
     wait_until(lambda: not with_arg(str(tmp_path/'www')), 10, 'the servers started by the stand-in to stop')
+
+
+def test_pool_serve_chat_template_in_commands_and_lm_eval_args(tmp_path):
+    "chat_template false: both servers render chats plainly; true: lm-eval applies the template, through vllm serve's token ids only."
+    from mixexperts.backends import PLAIN_CHAT_TEMPLATE
+    from mixexperts.commands.pool_serve import _lm_eval_line
+    (tmp_path/'pool.yaml').write_text('- {model: org/a, chat_template: false}\n- {model: org/b, chat_template: true}\n- org/c\n')
+    for engine, plain in [('vllm', ['--chat-template', PLAIN_CHAT_TEMPLATE]), ('mixexperts', ['--plain-chat'])]:
+        code, out, err = run_captured(['pool', 'serve', tmp_path/'pool.yaml', '-o', tmp_path/'e.json', '--engine', engine, '--gpus', '0,1,2', '--dry-run'])
+        cmds = [s['command'] for s in json.loads(out)]
+        assert code == 0 and cmds[0][-len(plain):] == plain and not any(x in c for c in cmds[1:] for x in plain), err
+    servers = [dict(model=m, base_url=f'http://127.0.0.1:{9000 + i}/v1', engine=e, tokenizer=m, chat_template=c)
+               for i, (m, e, c) in enumerate([('org/a', 'vllm', True), ('org/b', 'mixexperts', True), ('org/c', 'vllm', None)])]
+    ep = tmp_path/'e.json'
+    ep.write_text(json.dumps({'format': 1, 'endpoints': {s['model']: s['base_url'] for s in servers}, 'servers': servers}))
+    assert lm_eval_args(ep, 'org/a')[-1] == '--apply_chat_template' and '--apply_chat_template' not in lm_eval_args(ep, 'org/c')
+    with pytest.raises(Exception, match="model 'org/b' has chat_template: true, which lm-eval applies to token-id requests only"): lm_eval_args(ep, 'org/b')
+    assert _lm_eval_line(ep, 'org/b').startswith("none (model 'org/b' has chat_template: true")
+
+
+def test_pool_serve_session_members_skips_processes_gone_meanwhile(tmp_path):
+    from mixexperts.pool_serve import session_members
+    (tmp_path/'41').mkdir()                                                   # exited between listing and reading
+    (tmp_path/'42').mkdir(); (tmp_path/'42'/'stat').write_text('42 (vllm serve) S 1 42 7 0 -1\n')
+    (tmp_path/'43').mkdir(); (tmp_path/'43'/'stat').write_text('43 (a) b) S 42 43 7 0 -1\n')   # a ')' in the command name
+    (tmp_path/'44').mkdir(); (tmp_path/'44'/'stat').write_text('44 (other) S 1 44 8 0 -1\n')
+    assert sorted(session_members(7, proc=tmp_path)) == [42, 43]

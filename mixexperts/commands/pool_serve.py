@@ -16,6 +16,11 @@ __all__ = ['cmd_pool_serve', 'add_pool_serve_args']
 def _plan_json(servers:list) -> list:
     return [dict(model=s.model, engine=s.engine, base_url=s.base_url, gpus=s.gpus, log=str(s.log), command=s.command) for s in servers]
 
+def _lm_eval_line(endpoints, model:str) -> str:
+    "lm-eval's arguments for a served model, or why it has none."
+    try: return ' '.join(lm_eval_args(endpoints, model))
+    except MixExpertsError as e: return f"none ({e})"
+
 def cmd_pool_serve(a):
     "Serve every model of a pool until interrupted; then stop them all (or, with --dry-run, print the plan)."
     opts = dict(engine=a.engine, gpus=a.gpus, host=a.host, base_port=a.base_port, gpu_memory_utilization=a.gpu_memory_utilization)
@@ -28,7 +33,7 @@ def cmd_pool_serve(a):
             with serve_pool(a.pool, a.output, timeout=a.timeout, log_dir=a.log_dir, force=a.force, on_ready=ready, **opts) as servers:
                 n = len(servers)
                 print(f"endpoints: {a.output} ({n} servers); Ctrl-C or SIGTERM stops them", flush=True)
-                for s in servers: print(f"lm-eval for {s.model}: {' '.join(lm_eval_args(a.output, s.model))}", flush=True)
+                for s in servers: print(f"lm-eval for {s.model}: {_lm_eval_line(a.output, s.model)}", flush=True)
                 watch_servers(servers)
         except KeyboardInterrupt: pass
     print(f"stopped {n} server(s)" if n else "stopped before every server was healthy; all stopped", flush=True)
