@@ -337,3 +337,14 @@ def test_pool_schedule_places_tp_jobs_on_free_gpus_within_the_bound():
     assert all(x.gpus == () for x in cpu.slots) and cpu.makespan >= sum(j.work for j in jobs) / 2
     code, out, err = run_captured(['pool', 'eval', 'p.yaml', '--tasks', 'mmlu', '-o', 'o', '--limit', 'ten'])
     assert code == 2 and "--limit must be a number, got 'ten'" in err
+
+
+def test_pool_eval_raise_on_failure_names_the_failed_jobs():
+    "`pool_eval(raise_on_failure=True)` ends with `check_records`: the failed jobs, their errors and logs, and the table."
+    from mixexperts.pool import PoolEvalError, check_records, failures
+    recs = [dict(job='arc__a', benchmark='arc', folder='a', status='ok', seconds=1.0),
+            dict(job='arc__b', benchmark='arc', folder='b', status='failed', error='CUDA out of memory', log='logs/arc__b.log', seconds=2.0)]
+    check_records(recs[:1])
+    with pytest.raises(PoolEvalError, match=r'1 of 2 job\(s\) failed: arc__b \(CUDA out of memory; log logs/arc__b.log\)') as e:
+        check_records(recs)
+    assert 'benchmark' in str(e.value) and failures(recs) in str(e.value)

@@ -164,3 +164,12 @@ def test_vllm_mux_live_engine_loads_and_releases(expert):
     release_backend(b)
     assert b.llm is None and engine.hf.model is None
     with pytest.raises(RuntimeError, match='shut down'): engine.generate(['hi'], use_tqdm=False)
+
+
+def test_vllm_stand_in_refuses_requests_vllm_refuses(engines):
+    "As vLLM: one sampling_params per prompt when a list is given, and no empty prompt."
+    _, v, _ = engines
+    with pytest.raises(ValueError, match='2 prompts need as many sampling_params'):
+        v.llm.generate(['a', 'b'], [StandInSamplingParams(max_tokens=1)], use_tqdm=False)
+    with pytest.raises(ValueError, match='prompt cannot be empty'):
+        v.llm.generate([StandInTokensPrompt(prompt_token_ids=[])], StandInSamplingParams(max_tokens=1), use_tqdm=False)
