@@ -104,6 +104,15 @@ def test_mom_generative_task(rehearsed):
     assert sorted(gen.correct.ravel().tolist()) == sorted(float(x['exact_match']) for x in lines)
 
 
+def test_mom_serves_only_routed_models(rehearsed):
+    "MoM's routed inference started a server for each model the orchestrator routed to, and for no other."
+    out, r, _ = rehearsed
+    assert r.returncode == 0
+    served = json.loads((out / 'mom' / 'stages' / 'routed_inference.json').read_text())['result']
+    logs = sorted(p.name.split('_', 1)[1][:-len('.log')] for p in (out / 'mom' / 'endpoints.logs').glob('*.log'))
+    assert logs and logs == sorted(served['models']), (logs, served['models'])
+
+
 def test_unknown_model_names_the_parameter(tmp_path):
     r = mx('reproduce', 'mom', '--profile', 'gpu', '--rehearse', '-o', tmp_path / 'x', '--param', 'pool=["acme/NotAModel-7B"]', '--quiet')
     assert r.returncode == 2 and "pool: unknown ['acme/NotAModel-7B']" in r.stdout + r.stderr
