@@ -17,7 +17,8 @@ from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model, model_registry
 
 # %% auto #0
-__all__ = ['SWARM_MC', 'MixExpertsLM', 'write_local_tasks', 'local_task_manager', 'evaluate', 'cmd_lmeval', 'add_lmeval_commands']
+__all__ = ['SWARM_MC', 'MixExpertsLM', 'write_gsm8k_task', 'write_local_tasks', 'local_task_manager', 'evaluate', 'cmd_lmeval',
+           'add_lmeval_commands']
 
 # %% ../nbs/08_lmeval.ipynb #c4bcdc01
 def _register(cls):
@@ -129,6 +130,24 @@ def _write_jsonl(rows:list, path:Path):
     with atomic_write(path, force=True) as f:
         for r in rows: f.write(json.dumps(r, ensure_ascii=False) + '\n')
 
+def write_gsm8k_task(out, # folder for the YAML (its data goes under out/data)
+                     task:str='mx_gsm8k', # the lm-eval task name
+                     n:int|None=None, # the first n questions (None: all 1,319)
+                     max_gen_toks:int=256, # generation budget per answer
+                     data_root=None) -> Path:
+    "A generative GSM8K task over the shipped test set: greedy answer, last number, exact match; returns the YAML."
+    gsm = find_data_root(data_root)/'reasoning'/'gsm8k_test.jsonl'
+    if not gsm.exists(): raise DataNotFoundError(f"no GSM8K test set at {gsm}")
+    lines = [l for l in gsm.read_text(encoding='utf-8').splitlines() if l.strip()][:n]
+    rows = [dict(id=i, question=(x := json.loads(l))['question'], answer=x['answer'], target=_gsm_target(x['answer']))
+            for i, l in enumerate(lines)]
+    out = Path(out); data = out/'data'/f'{task}.jsonl'
+    data.parent.mkdir(parents=True, exist_ok=True)
+    _write_jsonl(rows, data)
+    cfg = {**_GSM_TASK, 'generation_kwargs': {**_GSM_TASK['generation_kwargs'], 'max_gen_toks': int(max_gen_toks)}}
+    (out/f'{task}.yaml').write_text(local_task_yaml(task, {'test': data.resolve()}, source=gsm, **cfg))
+    return out/f'{task}.yaml'
+
 def write_local_tasks(out=None, # folder for the YAMLs and converted data; default: the user cache
                       data_root=None, # shared data folder; found automatically when None
                      ) -> Path:
@@ -145,14 +164,7 @@ def write_local_tasks(out=None, # folder for the YAMLs and converted data; defau
             _write_jsonl(_swarm_rows(src, split), paths[split])
         (out/f'mx_swarm_{name}.yaml').write_text(local_task_yaml(f'mx_swarm_{name}', {'validation': paths['dev'], 'test': paths['test']},
                                                                  source=src, **_MC_TASK))
-    gsm = root/'reasoning'/'gsm8k_test.jsonl'
-    if gsm.exists():
-        rows = []
-        for i, line in enumerate(gsm.read_text(encoding='utf-8').splitlines(), 1):
-            x = json.loads(line)
-            rows.append(dict(id=i - 1, question=x['question'], answer=x['answer'], target=_gsm_target(x['answer'])))
-        _write_jsonl(rows, out/'data'/'gsm8k_test.jsonl')
-        (out/'mx_gsm8k.yaml').write_text(local_task_yaml('mx_gsm8k', {'test': out/'data'/'gsm8k_test.jsonl'}, source=gsm, **_GSM_TASK))
+    if (root/'reasoning'/'gsm8k_test.jsonl').exists(): write_gsm8k_task(out, data_root=root)
     return out
 
 def local_task_manager(out=None, data_root=None):

@@ -18,7 +18,7 @@ __all__ = ['ENGINES', 'ENDPOINTS_FORMAT', 'pool_models', 'parse_gpus', 'visible_
            'model_source', 'vllm_serve_command', 'mixexperts_serve_command', 'Server', 'resolve_engine', 'plan_servers',
            'start_server', 'session_members', 'stop_servers', 'is_healthy', 'server_error', 'wait_healthy',
            'scores_with_bos', 'endpoints_record', 'read_endpoints', 'lm_eval_args', 'log_dir_for', 'serve_pool',
-           'watch_servers', 'stop_on_signals']
+           'watch_servers', 'stop_on_signals', 'pool_members', 'serve_routed']
 
 # %% ../nbs/03d_pool_serve.ipynb #27c33ca1
 def pool_models(src, # a pool file, YAML text, a list of models, a `PoolConfig` or a list of `PoolModel`s
@@ -333,3 +333,37 @@ def stop_on_signals(signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
     try: yield
     finally:
         for s, h in old.items(): signal.signal(s, h)
+
+# %% ../nbs/03d_pool_serve.ipynb #e575a34d
+def pool_members(pool, # PoolModels, a PoolConfig or a pool file
+                 ids:list, # router model ids: pool folder names or model ids
+                ) -> list:
+    "The pool models that router model ids name (by folder or model id), in pool order; an id the pool lacks is an error."
+    members = pool_models(pool)
+    find = lambda m: next((p for p in members if m in (p.folder, p.model)), None)
+    lost = [m for m in ids if find(m) is None]
+    if lost: raise MixExpertsError(f"the router chose {lost}, which the pool does not list (by folder or model id): {[p.folder for p in members]}")
+    keep = {find(m) for m in ids}
+    return [p for p in members if p in keep]
+
+def serve_routed(router, # a folder written by Router.save, or a fitted Router
+                 queries:list, # query texts (the router input)
+                 pool, # PoolModels, a PoolConfig or a pool file: the models the router's ids name
+                 endpoints, # the endpoints file written while the servers run
+                 engine:str='auto', gpus=None, # `serve_pool`'s server engine and GPU ids
+                 timeout:float=600.0, force:bool=False, log_dir=None,
+                 on_ready=None, # called with each server once healthy
+                 chat:bool=True, **sampling) -> list[dict]:
+    "MoM's inference serving only what it needs: route the queries, serve the models chosen, answer each on its model's server."
+    from mixexperts.embeddings import check_texts
+    from mixexperts.routed import load_routed_backend, route_generate
+    from mixexperts.routers import Router
+    router = router if isinstance(router, Router) else Router.load(router)
+    queries = check_texts(queries)
+    ro = router.route(queries)
+    chosen = list(dict.fromkeys(ro.chosen))
+    need = pool_members(pool, chosen)
+    names = {m: next(p.model for p in need if m in (p.folder, p.model)) for m in chosen}
+    with serve_pool(need, endpoints, engine=engine, gpus=gpus, timeout=timeout, log_dir=log_dir, force=force, on_ready=on_ready):
+        routed = load_routed_backend(router, names, endpoints=read_endpoints(endpoints), load_unserved=False)
+        return route_generate(routed, queries, chat=chat, routing=ro, **sampling)

@@ -292,19 +292,24 @@ def rehearsal_mmlu_tasks(folder, n:int=6, subjects=REHEARSAL_MMLU_SUBJECTS, data
     return names
 
 # %% ../nbs/10a_rehearsal.ipynb #c062d8cc
-def rehearsal_task_table(folder, n:int=6, data_root=None) -> dict:
+def rehearsal_task_table(folder, n:int=6, data_root=None,
+                         max_tokens:int=Substitutions.max_tokens, # generation budget of the generative stand-ins
+                        ) -> dict:
     "Write the local tasks: {benchmark the papers name: {'tasks', 'include', 'source'}}."
-    from mixexperts.lmeval import write_local_tasks
+    from mixexperts.lmeval import write_gsm8k_task, write_local_tasks
     folder = Path(folder)
     mmlu = rehearsal_mmlu_tasks(folder/'mmlu', n, data_root=data_root)
     mc = rehearsal_tasks(folder/'mc', n, data_root=data_root)
     inc_mc, gsm = str((folder/'mc').resolve()), str(write_local_tasks(folder/'lmeval', data_root))
     inc_mmlu = str((folder/'mmlu').resolve())
+    short = write_gsm8k_task(folder/'gen', 'rh_gsm8k', n=n, max_gen_toks=max_tokens, data_root=data_root)
     return {'mmlu': dict(tasks=mmlu, include=inc_mmlu, source=f'MMLU, {len(mmlu)} subjects'),
             'mmlu_pro': dict(tasks=mmlu, include=inc_mmlu, source='MMLU in place of MMLU-Pro'),
             'arc': dict(tasks=['pool_arc'], include=inc_mc, source='ARC-Challenge'),
             'bbh': dict(tasks=['pool_arc'], include=inc_mc, source='ARC-Challenge in place of BBH (out of distribution)'),
-            'gsm8k': dict(tasks=['mx_gsm8k'], include=gsm, source="GSM8K, generated and extracted by lm-eval")}
+            'gsm8k': dict(tasks=['mx_gsm8k'], include=gsm, source="GSM8K, generated and extracted by lm-eval"),
+            'mgsm': dict(tasks=[short.stem], include=str(short.parent.resolve()),
+                         source=f"GSM8K in place of MGSM (English), generated ≤{max_tokens} tokens and extracted by lm-eval")}
 
 # %% ../nbs/10a_rehearsal.ipynb #e9bff1d1
 def rehearsal_hub_repos(folder, base:str=STAND_INS[0], n:int=3) -> dict:
@@ -326,7 +331,7 @@ def prepare_rehearsal(folder, # OUT/rehearsal: tasks, hub repositories, substitu
                       data_root=None, limit:int=6, **overrides) -> tuple:
     "Write the rehearsal's tasks and hub repositories: (Substitutions without the hub's URL, {hub id: folder})."
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    tasks = rehearsal_task_table(folder/'tasks', limit, data_root)
+    tasks = rehearsal_task_table(folder/'tasks', limit, data_root, overrides.get('max_tokens', Substitutions.max_tokens))
     repos = rehearsal_hub_repos(folder/'hub')
     hub = {rid: f"LoRA adapter of {STAND_INS[0]} made here" for rid in repos}
     return Substitutions(tasks=tasks, hub=hub, limit=limit, **overrides), repos

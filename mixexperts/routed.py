@@ -12,7 +12,8 @@ from .embeddings import check_texts
 from .routers import Router, Routing
 
 # %% auto #0
-__all__ = ['prompt_text', 'RoutedBackend', 'route_generate', 'parse_pairs', 'backend_for', 'load_routed_backend', 'add_routers']
+__all__ = ['prompt_text', 'RoutedBackend', 'route_generate', 'parse_pairs', 'served_name', 'backend_for', 'load_routed_backend',
+           'add_routers']
 
 # %% ../nbs/04c_routed.ipynb #50aa33c9
 def prompt_text(prompt) -> str:
@@ -29,11 +30,13 @@ class RoutedBackend(Backend):
                  backends:dict, # router model id -> Backend
                  name:str|None=None, # the name it is served under
                  locks:dict|None=None, # id(backend) -> lock, shared with a server that also serves the backends directly
+                 partial:bool=False, # some router models may lack a backend (a prompt routed to one is an error)
                 ):
         router._check_fitted()
         missing = [m for m in router.models if m not in backends]
-        if missing: raise MixExpertsError(f"no backend for router model(s) {missing}; the router chooses among {router.models}")
-        self.router, self.backends, self.locks = router, {m: backends[m] for m in router.models}, locks or {}
+        if (missing and not partial) or len(missing) == len(router.models):
+            raise MixExpertsError(f"no backend for router model(s) {missing}; the router chooses among {router.models}")
+        self.router, self.backends, self.locks = router, {m: backends[m] for m in router.models if m in backends}, locks or {}
         self.name = name or f'router-{router.name}'
         self.history = []
 
@@ -48,6 +51,9 @@ class RoutedBackend(Backend):
 
     def _grouped(self, items:list, chosen:list, call) -> list:
         "Call `call(backend, sub_items)` once per chosen model; results back in item order."
+        lost = [m for m in dict.fromkeys(chosen) if m not in self.backends]
+        if lost: raise MixExpertsError(f"{sum(c in lost for c in chosen)} prompt(s) routed to {lost}, which {self.name!r} has no backend for "
+                                       f"(not served); it answers with {list(self.backends)}")
         out = [None] * len(items)
         for m in dict.fromkeys(chosen):
             idx = [i for i, c in enumerate(chosen) if c == m]
@@ -70,10 +76,11 @@ class RoutedBackend(Backend):
 # %% ../nbs/04c_routed.ipynb #30155d73
 def route_generate(routed:RoutedBackend, queries:list, # query texts (the router input)
                    chat:bool=True, # send each query as a one-message chat (else as a raw prompt)
+                   routing:Routing|None=None, # the router's decisions for `queries`, if already made
                    **sampling) -> list[dict]:
     "MoM's inference: route each query, answer it with the chosen model; one dict per query."
     queries = check_texts(queries)
-    ro = routed.router.route(queries)
+    ro = routing or routed.router.route(queries)
     prompts = [[{'role': 'user', 'content': q}] for q in queries] if chat else queries
     outs = routed._grouped(prompts, ro.chosen, lambda b, ps: b.generate(ps, **sampling))
     return [dict(r, response=o[0].text, completions=[c.text for c in o]) for r, o in zip(ro.records(queries), outs)]
@@ -90,14 +97,22 @@ def parse_pairs(specs, what:str='--route-model') -> dict:
         out[a] = b
     return out
 
+def _candidates(model_id:str, mm:dict) -> list:
+    "Names a router's model id may go by: its mapped name, else the id and the id as a hub id (`org__m` → `org/m`)."
+    return [mm[model_id]] if model_id in mm else list(dict.fromkeys([model_id, model_id.replace('__', '/', 1)]))
+
+def served_name(model_id:str, model_map=None, endpoints:dict|None=None) -> str|None:
+    "The name under which `endpoints` serves a router's model id, or None."
+    return next((c for c in _candidates(model_id, parse_pairs(model_map)) if c in (endpoints or {})), None)
+
 def backend_for(model_id:str, model_map=None, dtype:str='auto', device:str|None=None,
                 endpoints:dict|None=None, # {served model: base URL} (`pool serve`'s endpoints file): served models are used there
                ):
     "A backend for a router's model id: its mapped name, else the id as given or as a hub id — served if `endpoints` has it, else loaded."
     from mixexperts.backends import HFBackend
     mm = parse_pairs(model_map)
-    cands = [mm[model_id]] if model_id in mm else list(dict.fromkeys([model_id, model_id.replace('__', '/', 1)]))
-    served = next((c for c in cands if c in (endpoints or {})), None)
+    cands = _candidates(model_id, mm)
+    served = served_name(model_id, mm, endpoints)
     if served is not None:
         from mixexperts.remote import OpenAIBackend
         return OpenAIBackend(served, base_url=endpoints[served])
@@ -108,23 +123,28 @@ def backend_for(model_id:str, model_map=None, dtype:str='auto', device:str|None=
     raise MixExpertsError(f"cannot load a model for the router's choice {model_id!r} ({err}); map it with {model_id}=PATH")
 
 # %% ../nbs/04c_routed.ipynb #7386935f
-def load_routed_backend(path, # a folder written by Router.save
+def load_routed_backend(path, # a folder written by Router.save (or a fitted Router)
                         model_map=None, # {model id: registry name / folder} or ['ID=PATH', ...]
                         dtype:str='auto', device:str|None=None,
                         loaded:dict|None=None, # already loaded backends by model id (reused)
                         name:str|None=None,
                         endpoints:dict|None=None, # {served model: base URL}: models served there are not loaded here
+                        load_unserved:bool=True, # load the models `endpoints` does not serve here (False: they get no backend)
                        ) -> RoutedBackend:
-    "A saved router with a backend for each of its models."
-    router = Router.load(path)
+    "A saved router with a backend for each of its models (or, without `load_unserved`, for each served one)."
+    router = path if isinstance(path, Router) else Router.load(path)
     loaded = dict(loaded or {})
     mm = parse_pairs(model_map)
     backends = {}
     for m in router.models:
         key = mm.get(m, m)
-        if key not in loaded and m not in loaded: loaded[key] = backend_for(m, mm, dtype, device, endpoints)
+        if key not in loaded and m not in loaded:
+            if not load_unserved and served_name(m, mm, endpoints) is None: continue
+            loaded[key] = backend_for(m, mm, dtype, device, endpoints)
         backends[m] = loaded.get(key, loaded.get(m))
-    return RoutedBackend(router, backends, name=name or Path(path).name)
+    if not backends:
+        raise MixExpertsError(f"none of the router's models {router.models} is served by the endpoints ({', '.join(endpoints or {}) or 'none'})")
+    return RoutedBackend(router, backends, name=name or (Path(path).name if not isinstance(path, Router) else None), partial=not load_unserved)
 
 def add_routers(table, # a mixexperts.serve.ModelTable
                 specs:list, # 'NAME=ROUTER_FOLDER' per router to serve

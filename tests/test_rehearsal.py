@@ -1,6 +1,6 @@
 """The gpu profile of every paper, rehearsed on this CPU: `mixexperts reproduce all --profile gpu --rehearse`, its
 executed notebooks, resume by stage, and the gpu profile's clear errors."""
-import json, os, re, subprocess, sys, time
+import gzip, json, os, re, subprocess, sys, time
 from pathlib import Path
 import nbformat, pytest
 
@@ -88,6 +88,29 @@ def test_resume_reuses_stages(rehearsed):
     assert r2.returncode == 0, r2.stderr[-3000:]
     shown = '\n'.join(cell_text(c) for c in code_cells(out / 'bwr' / 'bwr.ipynb'))
     for stage in done: assert f'stage {stage}: done in an earlier run' in shown
+
+
+def test_mom_generative_task(rehearsed):
+    "MoM's pool eval ran MGSM's stand-in through lm-eval's generate-and-extract path, and its exact_match reads into a matrix."
+    from mixexperts.results import load_results
+    out, r, _ = rehearsed
+    assert r.returncode == 0
+    gen = load_results(out / 'mom' / 'lm_eval' / 'mgsm', progress=False)
+    assert (gen.n_models, gen.n_questions) == (2, 6) and set(gen.meta['metrics'].values()) == {'exact_match'}
+    lines = []
+    for p in (out / 'mom' / 'lm_eval' / 'mgsm').glob('*/samples_*.jsonl.gz'):
+        with gzip.open(p, 'rt') as f: lines += [json.loads(l) for l in f]
+    assert len(lines) == 12 and all(x['filter'] == 'last-number' and x['resps'][0][0].strip() for x in lines)
+    assert sorted(gen.correct.ravel().tolist()) == sorted(float(x['exact_match']) for x in lines)
+
+
+def test_mom_serves_only_routed_models(rehearsed):
+    "MoM's routed inference started a server for each model the orchestrator routed to, and for no other."
+    out, r, _ = rehearsed
+    assert r.returncode == 0
+    served = json.loads((out / 'mom' / 'stages' / 'routed_inference.json').read_text())['result']
+    logs = sorted(p.name.split('_', 1)[1][:-len('.log')] for p in (out / 'mom' / 'endpoints.logs').glob('*.log'))
+    assert logs and logs == sorted(served['models']), (logs, served['models'])
 
 
 def test_unknown_model_names_the_parameter(tmp_path):
