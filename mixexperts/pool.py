@@ -460,18 +460,21 @@ def connect_ray(address:str) -> int:
     return _node_gpus()
 
 def run_ray(jobs:list, out:Path, opts:RunOptions, gpus_per_node:bool=True, bar=None) -> list:
-    "Run every job as a Ray task (`num_gpus=tp`), longest first: their records."
+    "Run every job as a Ray task (`num_gpus=tp`), longest first: their records. A task whose worker dies (OOM kill, lost node) is run again `opts.retries` times by Ray, then recorded as failed."
     import ray
     out, recs = Path(out), []
     task = ray.remote(_ray_job)
-    refs = {task.options(num_gpus=j.model.tp if gpus_per_node else 0, num_cpus=1, max_retries=0).remote(j, opts): j for j in lpt_order(jobs)}
+    refs = {task.options(num_gpus=j.model.tp if gpus_per_node else 0, num_cpus=1, max_retries=opts.retries).remote(j, opts): j for j in lpt_order(jobs)}
     while refs:
         done, _ = ray.wait(list(refs), num_returns=1)
         for r in done:
             job = refs.pop(r)
             try: rec, files, text = ray.get(r)
             except Exception as e:
-                rec, files, text = dict(job=job.key, status='failed', error=f"Ray task failed: {' '.join(str(e).split())[:300]}"), None, str(e)
+                died = isinstance(e, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError))
+                msg = (f"its Ray worker died {1 + opts.retries} time(s)" if died else "the Ray task raised") + f": {' '.join(str(e).split())[:300]}"
+                rec, files, text = dict(job=job.key, model=job.model.model, folder=job.model.folder, benchmark=job.task.benchmark,
+                                        status='failed', error=msg), None, msg + '\n\n' + str(e)
             log = out/'logs'/f'{job.key}.log'
             log.write_text(text)
             rec.update(log=str(log), ray_log=rec.get('log'))

@@ -274,6 +274,43 @@ def test_pool_eval_ray_auto_with_a_bad_ray_address(tmp_path, pool_dir, monkeypat
     assert not (tmp_path / 'o').exists()
 
 
+def busy_ray_workers():
+    "PIDs of the Ray workers running a pool job now (Ray titles a busy worker `ray::_ray_job`)."
+    import psutil
+    pids = []
+    for p in psutil.process_iter(['cmdline']):
+        try:
+            if ' '.join(p.info['cmdline'] or []).startswith('ray::_ray_job'): pids.append(p.pid)
+        except psutil.Error: pass
+    return pids
+
+
+def test_pool_eval_ray_worker_killed_mid_job(tmp_path, pool_dir):
+    "A Ray worker killed mid-job (as by the OOM killer) is run again once by Ray; killed again, the job is a recorded failure with its log."
+    import ray
+    (tmp_path / 'pool.yaml').write_text("- {model: smollm2-135m-instruct, dtype: float32}\n")
+    arc = task_args(pool_dir)[1].split(',')[0]
+    ctx, killed = start_ray(), []
+    try:
+        p = subprocess.Popen([EXE, 'pool', 'eval', str(tmp_path / 'pool.yaml'), '--tasks', arc, '--threads', '1', '-o', str(tmp_path / 'o'),
+                              '--ray', ctx.address_info['gcs_address']], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+        deadline = time.time() + 300
+        while len(killed) < 2 and p.poll() is None and time.time() < deadline:
+            for pid in busy_ray_workers():
+                if pid not in killed and len(killed) < 2:
+                    os.kill(pid, signal.SIGKILL); killed.append(pid)
+            time.sleep(0.1)
+        stdout, stderr = p.communicate(timeout=300)
+    finally: ray.shutdown()
+    assert len(killed) == 2, (killed, stderr[-2000:])           # the first run and Ray's one retry, both killed
+    assert p.returncode == 1, stderr[-2000:]
+    rec = records(tmp_path / 'o')['pool_arc__smollm2-135m-instruct']
+    assert rec['status'] == 'failed' and rec['error'].startswith('its Ray worker died 2 time(s)'), rec
+    assert 'died unexpectedly' in Path(rec['log']).read_text()       # Ray's own words, kept in the job's log
+    assert 'failed' in stdout and rec['log'] in stdout
+    assert not (tmp_path / 'o' / 'pool_arc' / 'smollm2-135m-instruct').exists()   # nothing half-written placed
+
+
 def test_pool_eval_unknown_model_is_retried_then_recorded(tmp_path, pool_dir):
     "A model that cannot be resolved offline fails twice (one retry), is recorded with its log, and the exit status is 1."
     (tmp_path / 'pool.yaml').write_text("- no-such-org/no-such-model-7b\n")
