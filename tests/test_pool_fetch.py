@@ -17,15 +17,20 @@ CHILD = ("import json, sys\nfrom mixexperts.core import MixExpertsError\nfrom mi
          "except MixExpertsError as e: print(json.dumps(dict(error=str(e))))\n")
 
 
-def resolve_in_child(repo_id, endpoint, hf_home, offline=False, token=None):
-    "resolve_model(repo_id) in a fresh process: {'path': ...} or {'error': ...}, and its stderr (progress bars)."
+def run_in_child(code, args, endpoint, hf_home, offline=False, token=None):
+    "Run `code` in a fresh process against the hub stand-in at `endpoint` with its own HF_HOME: its last stdout line as JSON, and its stderr."
     env = {k: v for k, v in os.environ.items() if k not in ('HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE', 'HF_TOKEN', 'HF_HUB_CACHE')}
     env.update(HF_ENDPOINT=endpoint, HF_HOME=str(hf_home), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     if offline: env['HF_HUB_OFFLINE'] = '1'
     if token: env['HF_TOKEN'] = token
-    r = subprocess.run([sys.executable, '-c', CHILD, repo_id], env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, '-c', code, *args], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     return json.loads(r.stdout.strip().splitlines()[-1]), r.stderr
+
+
+def resolve_in_child(repo_id, endpoint, hf_home, offline=False, token=None):
+    "resolve_model(repo_id) in a fresh process: {'path': ...} or {'error': ...}, and its stderr (progress bars)."
+    return run_in_child(CHILD, [repo_id], endpoint, hf_home, offline, token)
 
 
 @pytest.fixture(scope='module')
@@ -107,13 +112,7 @@ DATA_CHILD = ("import json, sys\nfrom mixexperts.core import MixExpertsError\nfr
 
 def load_in_child(names, endpoint, hf_home, offline=False, token=None):
     "get_benchmark(name).load('hub') for each name in a fresh process: {name: items as lists, or the error}."
-    env = {k: v for k, v in os.environ.items() if k not in ('HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE', 'HF_TOKEN', 'HF_HUB_CACHE')}
-    env.update(HF_ENDPOINT=endpoint, HF_HOME=str(hf_home), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    if offline: env['HF_HUB_OFFLINE'] = '1'
-    if token: env['HF_TOKEN'] = token
-    r = subprocess.run([sys.executable, '-c', DATA_CHILD, *names], env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return run_in_child(DATA_CHILD, names, endpoint, hf_home, offline, token)[0]
 
 
 @pytest.fixture(scope='module')
