@@ -15,11 +15,12 @@ from .routers import MODEL_SIZES, parse_size
 from .tasks import local_task_yaml
 
 # %% auto #0
-__all__ = ['ENGINES', 'TASK_QUESTIONS', 'PoolModel', 'PoolConfig', 'read_pool', 'TaskSpec', 'parse_tasks', 'check_tasks', 'Job',
-           'make_jobs', 'lpt_order', 'next_fit', 'Slot', 'Schedule', 'list_schedule', 'lower_bound', 'lm_eval_command',
-           'has_cuda', 'collect_outputs', 'RunOptions', 'run_job', 'finished', 'place_outputs', 'check_output',
-           'prepare_output', 'run_local', 'connect_ray', 'run_ray', 'gpu_ids', 'cpu_threads', 'pool_eval', 'pool_table',
-           'PoolEvalError', 'failures', 'check_records', 'rehearsal_tasks']
+__all__ = ['ENGINES', 'TASK_QUESTIONS', 'JOB_DEATH_SIGNAL', 'PoolModel', 'PoolConfig', 'read_pool', 'TaskSpec', 'parse_tasks',
+           'check_tasks', 'Job', 'make_jobs', 'lpt_order', 'next_fit', 'Slot', 'Schedule', 'list_schedule',
+           'lower_bound', 'lm_eval_command', 'die_with_parent', 'has_cuda', 'collect_outputs', 'RunOptions', 'run_job',
+           'finished', 'place_outputs', 'check_output', 'prepare_output', 'run_local', 'connect_ray', 'run_ray',
+           'gpu_ids', 'cpu_threads', 'pool_eval', 'pool_table', 'PoolEvalError', 'failures', 'check_records',
+           'rehearsal_tasks']
 
 # %% ../nbs/03c_pool.ipynb #994277f6
 ENGINES = ('hf', 'vllm')
@@ -291,10 +292,15 @@ def lm_eval_command(job:Job, pretrained:str, # the model folder (or hub id) lm-e
     return cmd + list(extra)
 
 # %% ../nbs/03c_pool.ipynb #4c7c426e
-def _die_with_parent():
-    "In the child, before exec: receive SIGKILL when the thread that started it dies."
-    import ctypes
-    ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+JOB_DEATH_SIGNAL = signal.SIGKILL   # what an lm-eval job gets when the thread that started it dies
+
+def die_with_parent(sig:int=JOB_DEATH_SIGNAL):
+    "A `preexec_fn`: the child receives `sig` when the thread that started it dies (Linux PR_SET_PDEATHSIG; None elsewhere)."
+    if not sys.platform.startswith('linux'): return None
+    def arm():
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, sig)
+    return arm
 
 def has_cuda() -> bool:
     "Whether this machine has an NVIDIA driver with at least one GPU (no torch import)."
@@ -363,7 +369,7 @@ def _attempt(job, gpu_ids, opts, work, log, rec) -> dict:
     rec.update(command=cmd, device=device)
     with open(log, 'a') as f:
         f.write(f"[pool] {job.key}: CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']!r}\n[pool] {' '.join(cmd)}\n"); f.flush()
-        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=opts.timeout, preexec_fn=_die_with_parent)
+        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=opts.timeout, preexec_fn=die_with_parent(JOB_DEATH_SIGNAL))
     if r.returncode != 0: raise MixExpertsError(f"lm-eval exited with status {r.returncode} (see {log})")
     return collect_outputs(work/'raw', job)
 

@@ -11,14 +11,14 @@ from pathlib import Path
 from .core import *
 from .backends import PLAIN_CHAT_TEMPLATE
 from .models import LOCAL_MODELS, resolve_model
-from .pool import PoolModel, PoolConfig, read_pool
+from .pool import PoolModel, PoolConfig, read_pool, die_with_parent
 
 # %% auto #0
-__all__ = ['ENGINES', 'ENDPOINTS_FORMAT', 'pool_models', 'parse_gpus', 'visible_gpus', 'assign_gpus', 'choose_ports',
-           'model_source', 'vllm_serve_command', 'mixexperts_serve_command', 'Server', 'resolve_engine', 'plan_servers',
-           'start_server', 'session_members', 'stop_servers', 'is_healthy', 'server_error', 'wait_healthy',
-           'scores_with_bos', 'endpoints_record', 'read_endpoints', 'lm_eval_args', 'log_dir_for', 'serve_pool',
-           'watch_servers', 'stop_on_signals', 'pool_members', 'serve_routed']
+__all__ = ['ENGINES', 'SERVER_DEATH_SIGNAL', 'ENDPOINTS_FORMAT', 'pool_models', 'parse_gpus', 'visible_gpus', 'assign_gpus',
+           'choose_ports', 'model_source', 'vllm_serve_command', 'mixexperts_serve_command', 'Server', 'resolve_engine',
+           'plan_servers', 'start_server', 'session_members', 'stop_servers', 'is_healthy', 'server_error',
+           'wait_healthy', 'scores_with_bos', 'endpoints_record', 'read_endpoints', 'lm_eval_args', 'log_dir_for',
+           'serve_pool', 'watch_servers', 'stop_on_signals', 'pool_members', 'serve_routed']
 
 # %% ../nbs/03d_pool_serve.ipynb #27c33ca1
 def pool_models(src, # a pool file, YAML text, a list of models, a `PoolConfig` or a list of `PoolModel`s
@@ -167,10 +167,7 @@ def _executable(cmd:list) -> list:
     if not found: raise MixExpertsError("vllm is not installed here (pip install 'mixexperts[gpu]'), or use --engine mixexperts")
     return [found, *cmd[1:]]
 
-def _die_with_parent():
-    "In the child before exec: receive SIGTERM when the process that started it dies (Linux prctl PR_SET_PDEATHSIG)."
-    import ctypes
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+SERVER_DEATH_SIGNAL = signal.SIGTERM   # what a server gets when the process that started it dies: it can stop its own children
 
 def start_server(s:Server) -> Server:
     "Start `s` in its own session, output to its log, `CUDA_VISIBLE_DEVICES` set to its GPUs."
@@ -181,7 +178,7 @@ def start_server(s:Server) -> Server:
     if s.threads is not None: env['OMP_NUM_THREADS'] = str(s.threads)
     with open(s.log, 'wb') as f:
         s.proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                                  preexec_fn=_die_with_parent if sys.platform.startswith('linux') else None)
+                                  preexec_fn=die_with_parent(SERVER_DEATH_SIGNAL))
     return s
 
 def session_members(sid:int, proc=Path('/proc')) -> list:
@@ -337,14 +334,13 @@ def stop_on_signals(signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
 # %% ../nbs/03d_pool_serve.ipynb #e575a34d
 def pool_members(pool, # PoolModels, a PoolConfig or a pool file
                  ids:list, # router model ids: pool folder names or model ids
-                ) -> list:
-    "The pool models that router model ids name (by folder or model id), in pool order; an id the pool lacks is an error."
+                ) -> dict:
+    "{router id: the pool model it names (by folder or model id)}; an id the pool lacks is an error."
     members = pool_models(pool)
-    find = lambda m: next((p for p in members if m in (p.folder, p.model)), None)
-    lost = [m for m in ids if find(m) is None]
+    found = {m: next((p for p in members if m in (p.folder, p.model)), None) for m in ids}
+    lost = [m for m, p in found.items() if p is None]
     if lost: raise MixExpertsError(f"the router chose {lost}, which the pool does not list (by folder or model id): {[p.folder for p in members]}")
-    keep = {find(m) for m in ids}
-    return [p for p in members if p in keep]
+    return found
 
 def serve_routed(router, # a folder written by Router.save, or a fitted Router
                  queries:list, # query texts (the router input)
@@ -363,7 +359,7 @@ def serve_routed(router, # a folder written by Router.save, or a fitted Router
     ro = router.route(queries)
     chosen = list(dict.fromkeys(ro.chosen))
     need = pool_members(pool, chosen)
-    names = {m: next(p.model for p in need if m in (p.folder, p.model)) for m in chosen}
-    with serve_pool(need, endpoints, engine=engine, gpus=gpus, timeout=timeout, log_dir=log_dir, force=force, on_ready=on_ready):
+    names = {m: p.model for m, p in need.items()}
+    with serve_pool(list(dict.fromkeys(need.values())), endpoints, engine=engine, gpus=gpus, timeout=timeout, log_dir=log_dir, force=force, on_ready=on_ready):
         routed = load_routed_backend(router, names, endpoints=read_endpoints(endpoints), load_unserved=False)
         return route_generate(routed, queries, chat=chat, routing=ro, **sampling)

@@ -242,8 +242,8 @@ def test_pool_file_and_task_errors_name_the_field(tmp_path):
 def test_pool_children_die_with_their_parent():
     "The parent-death signal that pool eval's lm-eval jobs (SIGKILL) and pool serve's servers (SIGTERM) get before exec, read back in a child."
     code = ("import ctypes, signal\nfrom mixexperts import pool, pool_serve\nlibc = ctypes.CDLL(None)\nv = ctypes.c_int()\n"
-            "for f in (pool._die_with_parent, pool_serve._die_with_parent):\n"
-            "    f(); libc.prctl(2, ctypes.byref(v)); print(signal.Signals(v.value).name)\n")   # 2: PR_GET_PDEATHSIG
+            "for sig in (pool.JOB_DEATH_SIGNAL, pool_serve.SERVER_DEATH_SIGNAL):\n"
+            "    pool.die_with_parent(sig)(); libc.prctl(2, ctypes.byref(v)); print(signal.Signals(v.value).name)\n")   # 2: PR_GET_PDEATHSIG
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60, env=env())
     assert r.returncode == 0 and r.stdout.split() == ['SIGKILL', 'SIGTERM'], r.stderr
 

@@ -392,3 +392,29 @@ def test_pool_serve_session_members_skips_processes_gone_meanwhile(tmp_path):
     (tmp_path/'43').mkdir(); (tmp_path/'43'/'stat').write_text('43 (a) b) S 42 43 7 0 -1\n')   # a ')' in the command name
     (tmp_path/'44').mkdir(); (tmp_path/'44'/'stat').write_text('44 (other) S 1 44 8 0 -1\n')
     assert sorted(session_members(7, proc=tmp_path)) == [42, 43]
+
+
+def test_pool_serve_routed_starts_only_the_chosen_models(tmp_path):
+    "MoM's inference through `serve_routed`: the queries routed first, a server only for the model chosen, answers as in-process."
+    from mixexperts.backends import HFBackend
+    from mixexperts.core import MixExpertsError, data_path
+    from mixexperts.pool import PoolModel
+    from mixexperts.pool_serve import pool_members, serve_routed
+    from mixexperts.results import load_results
+    from mixexperts.routers import get_router
+    pair = ['Qwen__Qwen2.5-7B-Instruct', 'google__gemma-2-9b-it']   # two real pool members, played by the shipped LMs
+    rm = load_results(data_path('lm_eval', 'mmlu'), models=pair, progress=False)
+    router = get_router('best_single').fit(rm)
+    qs = rm.questions['text'].tolist()[:2]
+    pick = router.route(qs).chosen[0]
+    pool = [PoolModel('smollm2-135m-instruct', name=pair[0]), PoolModel('gemma3-270m', name=pair[1])]
+    behind = {p.folder: p.model for p in pool}
+    assert pool_members(pool, [pick]) == {pick: next(p for p in pool if p.folder == pick)}
+    with pytest.raises(MixExpertsError, match=r"the router chose \['acme__m'\], which the pool does not list"): pool_members(pool, ['acme__m'])
+    started = []
+    got = serve_routed(router, qs, pool, tmp_path / 'endpoints.json', engine='mixexperts', gpus=[], timeout=300,
+                       on_ready=lambda s: started.append(s.model), max_tokens=8, temperature=0.0)
+    assert started == [behind[pick]]                               # the other model never got a server
+    assert [a['selected_model'] for a in got] == [pick, pick] and not (tmp_path / 'endpoints.json').exists()
+    local = HFBackend(behind[pick])
+    for a in got: assert a['response'] == local.generate([[{'role': 'user', 'content': a['query']}]], max_tokens=8, temperature=0.0)[0][0].text
