@@ -10,7 +10,7 @@ from fastcore.basics import patch
 from .core import *
 from .backends import Backend, HFBackend
 from .routed import load_routed_backend
-from .tasks import local_task_yaml
+from .tasks import local_task_yaml, read_jsonl
 
 import lm_eval.models  # noqa: F401  (lm-eval imports its own models only while its registry is empty)
 from lm_eval.api.model import LM
@@ -137,10 +137,8 @@ def write_gsm8k_task(out, # folder for the YAML (its data goes under out/data)
                      data_root=None) -> Path:
     "A generative GSM8K task over the shipped test set: greedy answer, last number, exact match; returns the YAML."
     gsm = find_data_root(data_root)/'reasoning'/'gsm8k_test.jsonl'
-    if not gsm.exists(): raise DataNotFoundError(f"no GSM8K test set at {gsm}")
-    lines = [l for l in gsm.read_text(encoding='utf-8').splitlines() if l.strip()][:n]
-    rows = [dict(id=i, question=(x := json.loads(l))['question'], answer=x['answer'], target=_gsm_target(x['answer']))
-            for i, l in enumerate(lines)]
+    rows = [dict(id=i, question=x['question'], answer=x['answer'], target=_gsm_target(x['answer']))
+            for i, x in enumerate(read_jsonl(gsm, ('question', 'answer'))[:n])]
     out = Path(out); data = out/'data'/f'{task}.jsonl'
     data.parent.mkdir(parents=True, exist_ok=True)
     _write_jsonl(rows, data)
