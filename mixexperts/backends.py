@@ -14,9 +14,10 @@ from .core import progress as progress_bar   # `progress` is a parameter name be
 from .models import LOCAL_MODELS, resolve_model
 
 # %% auto #0
-__all__ = ['PLAIN_CHAT_TEMPLATE', 'DTYPES', 'Completion', 'check_sampling', 'is_chat', 'Backend', 'cut_at_stop', 'default_device',
-           'auto_dtype', 'torch_dtype', 'cuda_bf16', 'load_kwargs', 'load_causal_lm', 'default_add_bos',
-           'render_prompt', 'encode_text', 'prompt_token_ids', 'pair_token_ids', 'HFBackend', 'train_lora']
+__all__ = ['GREEDY_BELOW', 'PLAIN_CHAT_TEMPLATE', 'DTYPES', 'Completion', 'is_greedy', 'engine_completions', 'check_sampling',
+           'is_chat', 'Backend', 'cut_at_stop', 'default_device', 'auto_dtype', 'torch_dtype', 'cuda_bf16',
+           'load_kwargs', 'load_causal_lm', 'default_add_bos', 'render_prompt', 'encode_text', 'prompt_token_ids',
+           'pair_token_ids', 'HFBackend', 'train_lora']
 
 # %% ../nbs/03_backends.ipynb #34a606fb
 @dataclass
@@ -26,6 +27,14 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str = 'stop'  # 'stop' (end of sequence or a stop string) or 'length'
+
+GREEDY_BELOW = 1e-5   # vLLM's threshold: a temperature below it means greedy decoding
+
+def is_greedy(temperature:float) -> bool: return temperature < GREEDY_BELOW
+
+def engine_completions(n:int, temperature:float) -> int:
+    "How many completions to ask an engine for: `n` when sampling, 1 when greedy (the n would be equal, and vLLM refuses n > 1 then); the one answer is repeated n times."
+    return 1 if is_greedy(temperature) else int(n)
 
 def check_sampling(n:int=1, temperature:float=0.0, top_p:float=1.0, max_tokens:int=256):
     "Raise a clear error for sampling arguments no engine accepts."
@@ -263,7 +272,7 @@ def _generate(self:HFBackend, prompts, n, temperature, top_p, max_tokens, stop, 
     budget = self.max_length - max_tokens
     if budget < 1: raise MixExpertsError(f"max_tokens {max_tokens} leaves no room in a {self.max_length}-token window")
     ids = [self.prompt_ids(p, budget) for p in prompts]
-    sample = temperature > 0
+    sample = not is_greedy(temperature)
     out = [None] * len(prompts)
     eos = {self.tok.eos_token_id, self.tok.pad_token_id} - {None}
     for b, batch in enumerate(_batches([len(x) for x in ids], self.batch_size)):

@@ -12,7 +12,7 @@ from typing import NamedTuple, TypedDict
 import numpy as np
 from fastcore.basics import patch
 from .core import *
-from .backends import (Backend, Completion, HFBackend, is_chat, check_sampling, cut_at_stop, default_add_bos,
+from .backends import (Backend, Completion, HFBackend, is_chat, check_sampling, cut_at_stop, default_add_bos, engine_completions, is_greedy,
     prompt_token_ids, pair_token_ids)
 from .models import resolve_model
 
@@ -88,7 +88,8 @@ def _map(self:OpenAIBackend, fn, items:list) -> list:
 @patch
 def _generate(self:OpenAIBackend, prompts, n, temperature, top_p, max_tokens, stop, seed, adapter):
     model = adapter or self.name  # vLLM serves each LoRA adapter under its own model name
-    common = dict(model=model, n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+    k = engine_completions(n, temperature)   # greedy: one completion, repeated n times (vllm serve refuses n > 1 then)
+    common = dict(model=model, n=k, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                   **({'stop': stop} if stop else {}), **({'seed': seed} if seed is not None else {}))
     def one(p):
         if is_chat(p):
@@ -99,7 +100,7 @@ def _generate(self:OpenAIBackend, prompts, n, temperature, top_p, max_tokens, st
             texts = [(c.text, c.finish_reason) for c in sorted(r.choices, key=lambda c: c.index)]
         u = r.usage
         per = (u.completion_tokens // max(len(texts), 1)) if u else 0
-        return [Completion(t, u.prompt_tokens if u else 0, per, fr or 'stop') for t, fr in texts]
+        return [Completion(t, u.prompt_tokens if u else 0, per, fr or 'stop') for t, fr in texts for _ in range(n // k)]
     return self._map(one, prompts)
 
 # %% ../nbs/03a_remote.ipynb #1a284fda
@@ -237,7 +238,7 @@ def scoring_requests(tok, requests:list, add_bos:bool) -> list:
 
 @patch
 def _generate(self:VLLMBackend, prompts, n, temperature, top_p, max_tokens, stop, seed, adapter):
-    k = n if temperature > 0 else 1   # greedy: one completion, repeated n times
+    k = engine_completions(n, temperature)   # greedy: one completion, repeated n times
     sp = self.api.SamplingParams(**sampling_kwargs(k, temperature, top_p, max_tokens, stop, seed))
     ids = [prompt_token_ids(self.tok, p, self.add_bos) for p in prompts]
     res = self.llm.generate([self.api.TokensPrompt(prompt_token_ids=x) for x in ids], sp, lora_request=self._lora(adapter), use_tqdm=False)
@@ -282,7 +283,7 @@ class StandInSamplingParams:
         if self.greedy: self.top_p = 1.0
 
     @property
-    def greedy(self) -> bool: return self.temperature < 1e-5
+    def greedy(self) -> bool: return is_greedy(self.temperature)
 
 def _sampling_problem(sp:StandInSamplingParams) -> str|None:
     "What vLLM's `SamplingParams` refuses among these fields, or None."
@@ -407,7 +408,7 @@ def _adapter(self:HFEngineStandIn, lora) -> str|None:
 def sample_next(logits, temperature:float, top_p:float, gen):
     "vLLM's next tokens of a batch of logits: argmax at temperature 0, else a draw from the temperature-scaled top-p mass."
     import torch
-    if temperature < 1e-5: return logits.argmax(-1)
+    if is_greedy(temperature): return logits.argmax(-1)
     probs = torch.softmax(logits / temperature, -1)
     if top_p < 1:
         p, idx = probs.sort(-1, descending=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, threading, time, uuid
 from pathlib import Path
 from .core import *
-from .backends import Backend, HFBackend, Completion
+from .backends import Backend, HFBackend, Completion, is_greedy
 from .models import LOCAL_MODELS
 from .routed import add_routers
 from .pool_serve import read_endpoints
@@ -45,8 +45,12 @@ def _sampling(body:dict, default_max:int) -> dict:
     get = lambda k, d: d if body.get(k) is None else body[k]  # only absent or null fields take the default
     mt = get('max_completion_tokens', get('max_tokens', default_max))
     stop = body.get('stop')
-    return dict(n=get('n', 1), temperature=get('temperature', 1.0), top_p=get('top_p', 1.0), max_tokens=mt,
-                stop=[stop] if isinstance(stop, str) else stop, seed=body.get('seed'))
+    kw = dict(n=get('n', 1), temperature=get('temperature', 1.0), top_p=get('top_p', 1.0), max_tokens=mt,
+              stop=[stop] if isinstance(stop, str) else stop, seed=body.get('seed'))
+    t, n = kw['temperature'], kw['n']
+    if isinstance(t, (int, float)) and 0 <= t and is_greedy(t) and isinstance(n, int) and n > 1:
+        raise MixExpertsError(f"n must be 1 when using greedy sampling, got {n}.")   # as vllm serve answers
+    return kw
 
 def _usage(results:list) -> dict:
     p = sum(r[0].prompt_tokens for r in results if r)

@@ -82,6 +82,8 @@ def test_errors_are_openai_errors(client):
         client.chat.completions.create(model='gpt-17', messages=[{'role': 'user', 'content': 'x'}])
     with pytest.raises(openai.BadRequestError, match='temperature must be'):
         client.chat.completions.create(model=MODEL, messages=[{'role': 'user', 'content': 'x'}], temperature=-1)
+    with pytest.raises(openai.BadRequestError, match='n must be 1 when using greedy sampling, got 2'):   # as vllm serve refuses it
+        client.chat.completions.create(model=MODEL, messages=[{'role': 'user', 'content': 'x'}], temperature=0, n=2)
 
 
 def test_openai_backend_matches_in_process_scores(server):
@@ -98,6 +100,9 @@ def test_openai_backend_matches_in_process_scores(server):
                            max_tokens=6, seed=0)
     assert [len(o) for o in outs] == [2, 2] and remote.usage['requests'] == 4 + 2
     assert remote.usage['prompt_tokens'] > 0 and remote.usage['completion_tokens'] > 0
+    greedy = remote.generate(['The capital of Italy is'], n=3, temperature=0, max_tokens=6)[0]   # one request with n=1, repeated
+    assert len(greedy) == 3 and len({c.text for c in greedy}) == 1
+    assert greedy[0].text == remote.generate(['The capital of Italy is'], temperature=0, max_tokens=6)[0][0].text
 
 
 class _Flaky(http.server.BaseHTTPRequestHandler):

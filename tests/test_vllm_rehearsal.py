@@ -167,9 +167,11 @@ def test_vllm_mux_live_engine_loads_and_releases(expert):
 
 
 def test_vllm_stand_in_refuses_requests_vllm_refuses(engines):
-    "As vLLM: one sampling_params per prompt when a list is given, and no empty prompt."
+    "As vLLM: one sampling_params per prompt when a list is given, no empty prompt, none as long as the engine's max_model_len."
     _, v, _ = engines
     with pytest.raises(ValueError, match='2 prompts need as many sampling_params'):
         v.llm.generate(['a', 'b'], [StandInSamplingParams(max_tokens=1)], use_tqdm=False)
     with pytest.raises(ValueError, match='prompt cannot be empty'):
         v.llm.generate([StandInTokensPrompt(prompt_token_ids=[])], StandInSamplingParams(max_tokens=1), use_tqdm=False)
+    with pytest.raises(ValueError, match=r'prompt \(length 1024\) is longer than the maximum model length of 1024'):
+        v.llm.generate([StandInTokensPrompt(prompt_token_ids=[1] * 1024)], StandInSamplingParams(max_tokens=1), use_tqdm=False)
