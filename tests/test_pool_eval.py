@@ -65,6 +65,34 @@ def start_ray():
             if attempt: raise
 
 
+def busy_ray_workers():
+    "PIDs of the Ray workers running a pool job now (Ray titles a busy worker `ray::_ray_job`)."
+    import psutil
+    pids = []
+    for p in psutil.process_iter(['cmdline']):
+        try:
+            if ' '.join(p.info['cmdline'] or []).startswith('ray::_ray_job'): pids.append(p.pid)
+        except psutil.Error: pass
+    return pids
+
+
+def run_killing_ray_workers(d, address):
+    "pool eval of one job on the Ray cluster at `address`, its worker SIGKILLed as soon as it runs, twice: what happened."
+    (d / 'crash').mkdir()
+    (d / 'crash' / 'pool.yaml').write_text("- {model: smollm2-135m-instruct, dtype: float32}\n")
+    arc = task_args(d)[1].split(',')[0]
+    p = subprocess.Popen([EXE, 'pool', 'eval', str(d / 'crash' / 'pool.yaml'), '--tasks', arc, '--threads', '1', '-o', str(d / 'crash' / 'o'),
+                          '--ray', address], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    killed, deadline = [], time.time() + 300
+    while len(killed) < 2 and p.poll() is None and time.time() < deadline:
+        for pid in busy_ray_workers():
+            if pid not in killed and len(killed) < 2:
+                os.kill(pid, signal.SIGKILL); killed.append(pid)
+        time.sleep(0.1)
+    stdout, stderr = p.communicate(timeout=300)
+    return dict(pids=killed, returncode=p.returncode, stdout=stdout, stderr=stderr, out=d / 'crash' / 'o')
+
+
 @pytest.fixture(scope='session')
 def pool_runs(pool_local):
     "The shared Ray rehearsal of the same jobs on a local cluster started here (num_cpus=2, num_gpus=2), with the local one."
@@ -75,8 +103,10 @@ def pool_runs(pool_local):
     try:
         address = ctx.address_info['gcs_address']
         on_ray = pool_eval(d / 'pool.yaml', *task_args(d), '-o', d / 'ray', '--ray', address)
+        seconds = time.time() - t0
+        killed = run_killing_ray_workers(d, address)   # on the same cluster: one Ray start-up fewer
     finally: ray.shutdown()
-    return dict(pool_local, ray=on_ray, address=address, ray_seconds=time.time() - t0)
+    return dict(pool_local, ray=on_ray, address=address, ray_seconds=seconds, killed=killed)
 
 
 def records(out):
@@ -127,6 +157,18 @@ def test_pool_eval_on_local_ray_cluster(pool_runs):
         assert (s['n_models'], s['n_questions']) == (2, N)
 
 
+def test_pool_eval_ray_worker_killed_mid_job(pool_runs):
+    "A Ray worker killed mid-job (as by the OOM killer) is run again once by Ray; killed again, the job is a recorded failure with its log."
+    k = pool_runs['killed']
+    assert len(k['pids']) == 2, (k['pids'], k['stderr'][-2000:])   # the first run and Ray's one retry, both killed
+    assert k['returncode'] == 1, k['stderr'][-2000:]
+    rec = records(k['out'])['pool_arc__smollm2-135m-instruct']
+    assert rec['status'] == 'failed' and rec['error'].startswith('its Ray worker died 2 time(s)'), rec
+    assert 'died unexpectedly' in Path(rec['log']).read_text()       # Ray's own words, kept in the job's log
+    assert 'failed' in k['stdout'] and rec['log'] in k['stdout']
+    assert not (k['out'] / 'pool_arc' / 'smollm2-135m-instruct').exists()   # nothing half-written placed
+
+
 def test_pool_ray_and_local_give_the_same_files(pool_runs):
     d = pool_runs['dir']
     assert pool_runs['local'].returncode == 0 and pool_runs['ray'].returncode == 0
@@ -170,8 +212,8 @@ def test_pool_eval_sigkill_then_resume_redoes_only_unfinished(pool_local, tmp_pa
     assert pool_local['local'].returncode == 0
     out = tmp_path / 'out'
     shutil.copytree(src, out, ignore=shutil.ignore_patterns('.work'))
-    victim = 'pool_csqa__gemma3-270m'
-    shutil.rmtree(out / 'pool_csqa' / 'gemma3-270m')                 # that pair is unfinished
+    victim = 'pool_csqa__smollm2-135m-instruct'
+    shutil.rmtree(out / 'pool_csqa' / 'smollm2-135m-instruct')                 # that pair is unfinished
     before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.rglob('*') if p.is_file() and 'logs' not in p.parts}
     d = pool_local['dir']
     p = subprocess.Popen([EXE, 'pool', 'eval', str(d / 'pool.yaml'), *task_args(d), '-o', str(out), '--gpus', '0,1', '--resume'],
@@ -186,7 +228,7 @@ def test_pool_eval_sigkill_then_resume_redoes_only_unfinished(pool_local, tmp_pa
         if not _lm_eval_children(str(work)): break
         time.sleep(0.25)
     assert not _lm_eval_children(str(work)), 'lm-eval outlived the killed pool eval'
-    assert not (out / 'pool_csqa' / 'gemma3-270m').exists()            # nothing half-written where results are read
+    assert not (out / 'pool_csqa' / 'smollm2-135m-instruct').exists()  # nothing half-written where results are read
     (work / 'raw').mkdir(parents=True, exist_ok=True)                   # a truncated leftover the rerun must not read
     (work / 'raw' / 'samples_pool_csqa_2020-01-01T00-00-00.000000.jsonl').write_text('{"doc_id": 0, "do')
     r = pool_eval(d / 'pool.yaml', *task_args(d), '-o', out, '--gpus', '0,1', '--resume')
@@ -272,43 +314,6 @@ def test_pool_eval_ray_auto_with_a_bad_ray_address(tmp_path, pool_dir, monkeypat
     code, out, err = run_captured(['pool', 'eval', pool_dir / 'pool.yaml', *task_args(pool_dir), '-o', tmp_path / 'o', '--ray', 'auto'])
     assert code == 2 and "cannot join the Ray cluster at 'auto'" in err and 'not-an-address' in err, err
     assert not (tmp_path / 'o').exists()
-
-
-def busy_ray_workers():
-    "PIDs of the Ray workers running a pool job now (Ray titles a busy worker `ray::_ray_job`)."
-    import psutil
-    pids = []
-    for p in psutil.process_iter(['cmdline']):
-        try:
-            if ' '.join(p.info['cmdline'] or []).startswith('ray::_ray_job'): pids.append(p.pid)
-        except psutil.Error: pass
-    return pids
-
-
-def test_pool_eval_ray_worker_killed_mid_job(tmp_path, pool_dir):
-    "A Ray worker killed mid-job (as by the OOM killer) is run again once by Ray; killed again, the job is a recorded failure with its log."
-    import ray
-    (tmp_path / 'pool.yaml').write_text("- {model: smollm2-135m-instruct, dtype: float32}\n")
-    arc = task_args(pool_dir)[1].split(',')[0]
-    ctx, killed = start_ray(), []
-    try:
-        p = subprocess.Popen([EXE, 'pool', 'eval', str(tmp_path / 'pool.yaml'), '--tasks', arc, '--threads', '1', '-o', str(tmp_path / 'o'),
-                              '--ray', ctx.address_info['gcs_address']], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
-        deadline = time.time() + 300
-        while len(killed) < 2 and p.poll() is None and time.time() < deadline:
-            for pid in busy_ray_workers():
-                if pid not in killed and len(killed) < 2:
-                    os.kill(pid, signal.SIGKILL); killed.append(pid)
-            time.sleep(0.1)
-        stdout, stderr = p.communicate(timeout=300)
-    finally: ray.shutdown()
-    assert len(killed) == 2, (killed, stderr[-2000:])           # the first run and Ray's one retry, both killed
-    assert p.returncode == 1, stderr[-2000:]
-    rec = records(tmp_path / 'o')['pool_arc__smollm2-135m-instruct']
-    assert rec['status'] == 'failed' and rec['error'].startswith('its Ray worker died 2 time(s)'), rec
-    assert 'died unexpectedly' in Path(rec['log']).read_text()       # Ray's own words, kept in the job's log
-    assert 'failed' in stdout and rec['log'] in stdout
-    assert not (tmp_path / 'o' / 'pool_arc' / 'smollm2-135m-instruct').exists()   # nothing half-written placed
 
 
 def test_pool_eval_unknown_model_is_retried_then_recorded(tmp_path, pool_dir):
