@@ -1,6 +1,6 @@
 """Line coverage of the pool layer by its CPU rehearsal tests, child processes included.
 
-Usage: python tools/rehearsal_coverage.py [--data DIR] [--no-run] [PYTEST ARGS...]   (default: tests -k pool -q)
+Usage: python tools/rehearsal_coverage.py [--data DIR] [--no-run] [PYTEST ARGS...]   (default: tests -k 'pool or vllm' -q)
 
 Runs pytest under coverage.py with this checkout's `mixexperts` as the measured source (`source` is the folder of
 this file's checkout, whatever the installed package points at, and PYTHONPATH puts it first), with `patch =
