@@ -77,8 +77,23 @@ def _cell_report(shell, nb) -> str:
     return 'cell source:\n    ' + '\n    '.join(src[:25] + (['...'] if len(src) > 25 else [])) + '\n'
 
 
+THREADS_ENV = 'MIXEXPERTS_CHAPTER_THREADS'   # CPU threads per worker; set by run_chapters when workers share the cores
+
+
+def limit_threads(n):
+    """Cap this worker's compute threads at `n` (torch, BLAS/OpenMP pools, and the children it starts): chapters run side
+    by side on a few cores are several times slower when each one's thread pools take every core."""
+    if not n: return
+    for v in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ[v] = str(n)
+    from threadpoolctl import threadpool_limits
+    import torch
+    threadpool_limits(int(n))
+    torch.set_num_threads(int(n))
+
+
 def run_one(fn: Path, out: str, skip_flags, force_flags, basepath):
     "Run one chapter with `nbdev.test.test_nb`; write it with outputs on success. (name, ok, seconds)."
+    limit_threads(os.environ.get(THREADS_ENV))
     import nbdev.test as T
     from execnb.shell import CaptureShell
     kept = {}
@@ -138,6 +153,8 @@ def run_chapters(out=DEFAULT_OUT, files=None, n_workers: int = 2, flags: str = '
     from fastcore.xtras import working_directory
     from nbdev.config import get_config
     os.environ.setdefault('MIXEXPERTS_PROGRESS', 'text')  # plain-text progress bars in the saved outputs
+    if n_workers > 1 and len(files or [None, None]) > 1:   # no oversubscription: the cores shared out among the workers
+        os.environ.setdefault(THREADS_ENV, str(max(1, (os.cpu_count() or 1) // n_workers)))
     cfg = get_config(path=ROOT)
     files = chapters() if files is None else [Path(f).absolute() for f in files]
     out = Path(out).absolute()
